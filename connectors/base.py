@@ -1,0 +1,104 @@
+"""The connector contract: one class per departmental database or partner endpoint."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, ClassVar, TypeVar
+
+from gateway.errors import BadSourceData
+from gateway.settings import SourceSettings
+from resolvers.records import Provenance
+
+log = logging.getLogger("gateway.sources")
+
+K = TypeVar("K", bound=Hashable)
+R = TypeVar("R")
+
+
+class Connector:
+    """A source of credit records.
+
+    Subclasses set ``kind`` (the name used in the configuration's
+    ``connector`` key) and ``record_types``: a mapping from record type name
+    (see ``connectors.record_types``) to the name of an async batch method::
+
+        async def load_x(self, keys: Sequence[str]) -> list[V]
+
+    The batch method receives distinct keys (at most the configured
+    ``max_batch_keys``) and returns exactly one value per key, in the order
+    of the keys: the DataLoader contract. A key without records gets ``[]``
+    (list record types) or ``None`` (single record types). It issues one
+    statement or request per call, and raises only ``gateway.errors.SourceError``
+    subclasses: driver and HTTP failures are converted at this boundary.
+    """
+
+    kind: ClassVar[str]
+    record_types: ClassVar[Mapping[str, str]]
+
+    def __init__(self, settings: SourceSettings) -> None:
+        self.settings = settings
+        self.id = settings.id
+
+    def provenance(self) -> Provenance:
+        """A provenance stamp for records read now; share it across one batch."""
+        return Provenance(
+            source=self.id,
+            department=self.settings.department,
+            city=self.settings.city,
+            as_of=datetime.now(timezone.utc),
+        )
+
+    def batch_function(self, record_type: str) -> Callable[[Sequence[Any]], Any]:
+        return getattr(self, self.record_types[record_type])
+
+    def grouped(
+        self, keys: Sequence[K], rows: Iterable[Any], key_of: Callable[[Any], K],
+        build: Callable[[Any], R],
+    ) -> list[list[R]]:
+        """``build`` each row into a record and group the records by ``key_of(row)``:
+        one list per key, in key order. A row that ``build`` cannot map (a
+        ``ValueError``, ``KeyError`` or ``TypeError`` from an unknown legacy code
+        or an unreadable date) makes the batch fail with ``BadSourceData``."""
+        groups: dict[K, list[R]] = {key: [] for key in keys}
+        try:
+            for row in rows:
+                bucket = groups.get(key_of(row))
+                if bucket is not None:
+                    bucket.append(build(row))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._bad_data(exc) from None
+        return [groups[key] for key in keys]
+
+    def mapped(self, rows: Iterable[Any], build: Callable[[Any], R]) -> list[R]:
+        """``build`` each row into a record, failing like ``grouped``."""
+        try:
+            return [build(row) for row in rows]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._bad_data(exc) from None
+
+    def single(
+        self, keys: Sequence[K], rows: Iterable[Any], key_of: Callable[[Any], K],
+        build: Callable[[Any], R],
+    ) -> list[R | None]:
+        """Like ``grouped`` for record types with at most one record per key."""
+        found: dict[K, R] = {}
+        try:
+            for row in rows:
+                found[key_of(row)] = build(row)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise self._bad_data(exc) from None
+        return [found.get(key) for key in keys]
+
+    def _bad_data(self, exc: Exception) -> BadSourceData:
+        log.warning("source %s returned an unmappable record: %r", self.id, exc)
+        return BadSourceData(
+            self.id, f"source {self.id} returned a record the gateway cannot interpret"
+        )
+
+    async def check(self) -> None:
+        """Raise a ``SourceError`` when the source cannot answer (health checks)."""
+
+    async def aclose(self) -> None:
+        """Release connections; called once at shutdown."""

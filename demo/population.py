@@ -1,0 +1,222 @@
+"""The synthetic population every demo department describes.
+
+Deterministic: the same ``seed``, ``size``, ``persons`` and ``today`` give the
+same enterprises, persons and case assignments. Each enterprise carries the
+set of ``cases`` the departments' generators turn into records; the first
+enterprises are *showcases*, one per case in ``CASES`` (plus a clean one), so
+every kind of record exists whatever the size. Dates are relative to
+``today`` so publicity windows stay meaningful whenever the data is made.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from gateway.codes import USCC_ALPHABET, resident_id_check_digit, uscc_check_character
+
+HUIZHOU_DIVISIONS = ("441300", "441302", "441303", "441322", "441323", "441324")
+DIVISION_NAMES = {
+    "441300": "惠州市", "441302": "惠州市惠城区", "441303": "惠州市惠阳区",
+    "441322": "博罗县", "441323": "惠东县", "441324": "龙门县",
+}
+
+# Every kind of case the data set must contain. Departments read these tags.
+CASES = (
+    "clean",
+    "penalty_minor",
+    "penalty_general_in_window",
+    "penalty_general_expired",
+    "penalty_serious_in_window",
+    "penalty_serious_expired",
+    "penalty_repaired",
+    "dishonest_debtor",
+    "dishonest_debtor_removed",
+    "abnormal_listed",
+    "abnormal_removed",
+    "serious_violation_listed",
+    "serious_violation_removed",
+    "tax_a",
+    "tax_d",
+    "tax_arrears",
+    "social_insurance_arrears",
+    "environment_black",
+    "environment_penalty",
+    "red_list",
+    "black_list",
+    "commitment_breached",
+    "licensed",
+)
+
+# Probability that an ordinary (non-showcase) enterprise has each case.
+CASE_RATES = {
+    "penalty_minor": 0.06,
+    "penalty_general_in_window": 0.05,
+    "penalty_general_expired": 0.05,
+    "penalty_serious_in_window": 0.02,
+    "penalty_serious_expired": 0.02,
+    "penalty_repaired": 0.02,
+    "dishonest_debtor": 0.03,
+    "dishonest_debtor_removed": 0.02,
+    "abnormal_listed": 0.05,
+    "abnormal_removed": 0.04,
+    "serious_violation_listed": 0.01,
+    "serious_violation_removed": 0.01,
+    "tax_a": 0.25,
+    "tax_d": 0.03,
+    "tax_arrears": 0.03,
+    "social_insurance_arrears": 0.04,
+    "environment_black": 0.01,
+    "environment_penalty": 0.03,
+    "red_list": 0.03,
+    "black_list": 0.02,
+    "commitment_breached": 0.02,
+    "licensed": 0.5,
+}
+
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓曹彭曾萧田董潘袁蔡蒋余于杜叶程苏魏吕丁任沈姚卢钟"
+_GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉兰萍建国志红文辉鹏飞晓东海燕宇浩俊"
+_TRADE_NAMES = "鸿信达恒泰丰华润盛兴隆通宏远东升创新博源佳美嘉禾汇力安康瑞祥永德金科天成海腾中联开元"
+_INDUSTRIES = (
+    ("电子科技", "电子产品的研发、生产和销售"),
+    ("新材料", "新材料技术研发；塑料制品制造"),
+    ("石化", "石油化工产品的生产和销售（不含危险化学品）"),
+    ("建筑工程", "房屋建筑工程施工；市政工程施工"),
+    ("物流", "普通货运；仓储服务（不含危险品）"),
+    ("食品", "食品生产；食品经营"),
+    ("贸易", "国内贸易；货物进出口"),
+    ("餐饮管理", "餐饮服务；餐饮管理"),
+    ("环保科技", "环保技术开发；污水处理"),
+    ("医药", "药品批发；医疗器械经营"),
+)
+_ENTITY_TYPES = ("1100", "1100", "1100", "1100", "1200", "4100", "4500", "5100", "9100", "9500")
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    id_number: str
+    name: str
+    sex: str
+    birth_date: date
+    cases: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Enterprise:
+    uscc: str
+    name: str
+    division: str
+    entity_type: str
+    legal_representative: Person
+    established_on: date
+    registered_capital: int
+    industry: str
+    business_scope: str
+    cases: frozenset[str]
+
+
+@dataclass(slots=True)
+class Population:
+    seed: int
+    today: date
+    enterprises: list[Enterprise]
+    persons: list[Person]
+    showcase: dict[str, Enterprise] = field(default_factory=dict)
+    person_showcase: dict[str, Person] = field(default_factory=dict)
+
+    def rng(self, department: str) -> random.Random:
+        """A random generator of its own for one department's records."""
+        return random.Random(f"{self.seed}:{department}")
+
+
+def make_uscc(rng: random.Random, division: str, entity_type: str) -> str:
+    """A valid USCC registered by market regulation (authority 9) in ``division``."""
+    category = {"9100": "2", "9500": "3"}.get(entity_type, "1")
+    body = "".join(rng.choice(USCC_ALPHABET) for _ in range(9))
+    first17 = "9" + category + division + body
+    return first17 + uscc_check_character(first17)
+
+
+def make_resident_id(rng: random.Random, birth: date, male: bool) -> str:
+    region = rng.choice(HUIZHOU_DIVISIONS[1:])
+    sequence = rng.randrange(0, 999)
+    if (sequence % 2 == 1) != male:
+        sequence = (sequence + 1) % 1000
+    first17 = f"{region}{birth:%Y%m%d}{sequence:03d}"
+    return first17 + resident_id_check_digit(first17)
+
+
+PERSON_CASES = ("person_dishonest_debtor", "person_dishonest_debtor_removed", "person_penalty")
+PERSON_CASE_RATES = {
+    "person_dishonest_debtor": 0.05,
+    "person_dishonest_debtor_removed": 0.03,
+    "person_penalty": 0.04,
+}
+
+
+def build_population(size: int = 2000, persons: int = 500, seed: int = 441300,
+                     today: date | None = None) -> Population:
+    """The deterministic population of ``size`` enterprises and ``persons`` persons."""
+    if size < len(CASES) or persons < len(PERSON_CASES) + 1:
+        raise ValueError(
+            f"the demo needs at least {len(CASES)} enterprises and "
+            f"{len(PERSON_CASES) + 1} persons to hold every kind of case"
+        )
+    today = today or date.today()
+    rng = random.Random(seed)
+    people: list[Person] = []
+    seen_ids: set[str] = set()
+    for i in range(persons):
+        if i < len(PERSON_CASES):
+            cases = frozenset({PERSON_CASES[i]})
+        else:
+            cases = frozenset(c for c, p in PERSON_CASE_RATES.items() if rng.random() < p)
+        while True:
+            male = rng.random() < 0.6
+            birth = today - timedelta(days=rng.randrange(22 * 365, 70 * 365))
+            id_number = make_resident_id(rng, birth, male)
+            if id_number not in seen_ids:
+                seen_ids.add(id_number)
+                break
+        name = rng.choice(_SURNAMES) + "".join(rng.choice(_GIVEN) for _ in range(rng.choice((1, 2))))
+        people.append(Person(id_number, name, "男" if male else "女", birth, cases))
+
+    enterprises: list[Enterprise] = []
+    seen: set[str] = set()
+    names: set[str] = set()
+    for i in range(size):
+        if i < len(CASES):
+            cases = frozenset({CASES[i]}) - {"clean"}
+        else:
+            cases = frozenset(c for c, p in CASE_RATES.items() if rng.random() < p)
+        division = rng.choice(HUIZHOU_DIVISIONS)
+        entity_type = rng.choice(_ENTITY_TYPES)
+        while True:
+            uscc = make_uscc(rng, division, entity_type)
+            if uscc not in seen:
+                seen.add(uscc)
+                break
+        industry, scope = rng.choice(_INDUSTRIES)
+        suffix = {"1200": "股份有限公司", "4100": "（有限合伙）", "4500": "经营部",
+                  "9100": "商行", "9500": "专业合作社"}.get(entity_type, "有限公司")
+        trade = "".join(rng.choice(_TRADE_NAMES) for _ in range(2))
+        while (name := f"{DIVISION_NAMES[division][:3]}{trade}{industry}{suffix}") in names:
+            trade += rng.choice(_TRADE_NAMES)
+        names.add(name)
+        enterprises.append(Enterprise(
+            uscc=uscc,
+            name=name,
+            division=division,
+            entity_type=entity_type,
+            legal_representative=people[rng.randrange(len(people))],
+            established_on=today - timedelta(days=rng.randrange(400, 30 * 365)),
+            registered_capital=rng.choice((10, 50, 100, 200, 500, 1000, 3000, 10000)),
+            industry=industry,
+            business_scope=scope,
+            cases=cases,
+        ))
+    population = Population(seed, today, enterprises, people)
+    population.showcase = {case: enterprises[i] for i, case in enumerate(CASES)}
+    population.person_showcase = {case: people[i] for i, case in enumerate(PERSON_CASES)}
+    return population

@@ -1,0 +1,1 @@
+"""The credit-information gateway: ASGI app, settings, errors, request context, CLI."""

@@ -1,0 +1,1 @@
+"""Strawberry types and resolvers: the gateway's one GraphQL schema."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from gateway.loaders import Loaders
 from gateway.settings import Settings
+from gateway.sources import SourceRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,8 @@ ANONYMOUS = Principal(client_id="anonymous", organization="unauthenticated")
 class RequestContext:
     """Everything one request's resolvers share.
 
-    ``principal`` and ``purpose`` identify the caller and the declared
+    ``sources`` are the process's connectors (for calls that are not
+    batched, such as a name search); ``principal`` and ``purpose`` identify the caller and the declared
     purpose of use (placeholders until the authorization issue fills them);
     ``loaders`` are this request's DataLoaders; ``request_id`` ties logs and
     the audit trail to the response.
@@ -31,6 +33,7 @@ class RequestContext:
 
     request_id: str
     settings: Settings
+    sources: SourceRegistry
     loaders: Loaders
     principal: Principal = ANONYMOUS
     purpose: str | None = None

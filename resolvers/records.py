@@ -13,6 +13,8 @@ from enum import Enum
 
 import strawberry
 
+from resolvers.scalars import USCC
+
 
 @strawberry.type(description="Where a record comes from and when it was read.")
 class Provenance:
@@ -32,7 +34,7 @@ class EntityStatus(Enum):
 
 @strawberry.type(description="Enterprise registration held by market regulation (企业登记).")
 class Registration:
-    uscc: str
+    uscc: USCC
     name: str
     legal_representative: str | None
     legal_representative_id_number: str | None = strawberry.field(

@@ -1,0 +1,83 @@
+"""The query root."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import strawberry
+
+from connectors import record_types as rt
+from gateway.codes import InvalidCode, validate_uscc
+from gateway.errors import InvalidInput, TooManyKeys
+from resolvers.entity import Entity, Person
+from resolvers.scalars import USCC, ResidentId
+
+MIN_SEARCH_TEXT = 2
+
+
+@strawberry.type(description="One page of a name search.")
+class EntitySearchPage:
+    entities: list[Entity]
+    end_cursor: Optional[str] = strawberry.field(
+        description="Pass as `after` to get the next page; null on the last page."
+    )
+    has_next_page: bool
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="One organization's credit record.")
+    def entity(self, uscc: USCC) -> Entity:
+        return Entity(uscc=uscc)
+
+    @strawberry.field(
+        description=(
+            "Several organizations' credit records, in the order asked. At most "
+            "`maxEntitiesPerRequest` codes (default 1000) per request; more is a "
+            "TOO_MANY_KEYS error."
+        )
+    )
+    def entities(self, usccs: list[USCC], info: strawberry.Info) -> list[Entity]:
+        limit = info.context.settings.max_entities_per_request
+        if len(usccs) > limit:
+            raise TooManyKeys(
+                f"entities accepts at most {limit} codes per request, got {len(usccs)}",
+                limit=limit,
+            )
+        return [Entity(uscc=uscc) for uscc in usccs]
+
+    @strawberry.field(description="Organizations whose registered name contains `name`, by USCC.")
+    async def search_entities(
+        self,
+        info: strawberry.Info,
+        name: str,
+        first: int = 20,
+        after: Optional[str] = None,
+    ) -> EntitySearchPage:
+        text = name.strip()
+        if len(text) < MIN_SEARCH_TEXT:
+            raise InvalidInput(f"name must have at least {MIN_SEARCH_TEXT} characters")
+        limit = info.context.settings.max_search_page
+        if not 1 <= first <= limit:
+            raise InvalidInput(f"first must be between 1 and {limit}, got {first}")
+        if after is not None:
+            try:
+                after = validate_uscc(after)
+            except InvalidCode:
+                raise InvalidInput("after is not a cursor returned by searchEntities") from None
+        source = info.context.sources.serving(rt.REGISTRATION)
+        found = await source.search_by_name(text, after, first + 1)
+        page = found[:first]
+        registration_loader = info.context.loaders.loader(rt.REGISTRATION)
+        for registration in page:
+            registration_loader.prime(registration.uscc, registration)
+        has_next = len(found) > first
+        return EntitySearchPage(
+            entities=[Entity(uscc=reg.uscc) for reg in page],
+            end_cursor=page[-1].uscc if has_next else None,
+            has_next_page=has_next,
+        )
+
+    @strawberry.field(description="One natural person's credit record.")
+    def person(self, id_number: ResidentId) -> Person:
+        return Person(id_number=id_number)

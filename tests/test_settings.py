@@ -1,0 +1,78 @@
+"""Configuration: TOML file plus environment overrides, strictly validated."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConfigurationError
+from gateway.settings import load_settings
+
+VALID = """
+[gateway]
+max_batch_keys = 200
+graphiql = true
+
+[sources.hz-market]
+connector = "market"
+url = "sqlite+aiosqlite:///market.db"
+department = "惠州市市场监督管理局"
+city = "惠州"
+timeout_seconds = 2
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_file_is_read_with_defaults(tmp_path):
+    settings = load_settings(write(tmp_path, VALID), env={})
+    assert settings.max_batch_keys == 200
+    assert settings.max_entities_per_request == 1000
+    assert settings.graphiql is True
+    (source,) = settings.sources
+    assert (source.id, source.connector, source.city) == ("hz-market", "market", "惠州")
+    assert source.timeout_seconds == 2.0 and source.simulated_latency_ms == 0.0
+
+
+def test_environment_overrides_gateway_and_source_keys(tmp_path):
+    settings = load_settings(write(tmp_path, VALID), env={
+        "CREDIT_GATEWAY_MAX_BATCH_KEYS": "50",
+        "CREDIT_GATEWAY_GRAPHIQL": "false",
+        "CREDIT_GATEWAY_SOURCE_HZ_MARKET_URL": "postgresql+asyncpg://db/market",
+        "CREDIT_GATEWAY_SOURCE_HZ_MARKET_TIMEOUT_SECONDS": "0.5",
+        "CREDIT_GATEWAY_CONFIG": "ignored here",
+        "UNRELATED": "x",
+    })
+    assert settings.max_batch_keys == 50 and settings.graphiql is False
+    assert settings.sources[0].url == "postgresql+asyncpg://db/market"
+    assert settings.sources[0].timeout_seconds == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "message"),
+    [
+        (VALID.replace("graphiql", "graphql"), {}, r"unknown key\(s\) in \[gateway\]: \['graphql'\]"),
+        (VALID + 'colour = "red"\n', {}, r"\[sources.hz-market\]: unknown key\(s\) \['colour'\]"),
+        (VALID.replace('city = "惠州"\n', ""), {}, r"missing key\(s\) \['city'\]"),
+        (VALID.replace("max_batch_keys = 200", 'max_batch_keys = "many"'), {}, "max_batch_keys must be int"),
+        (VALID.replace("max_batch_keys = 200", "max_batch_keys = 0"), {}, "max_batch_keys must be at least 1"),
+        (VALID.replace("timeout_seconds = 2", "timeout_seconds = -1"), {}, "must not be negative"),
+        ("[gateway]\n", {}, "no \\[sources.<id>\\] tables"),
+        ("[gateway\n", {}, "is not valid TOML"),
+        ("[other]\n", {}, r"unknown section\(s\) \['other'\]"),
+        (VALID, {"CREDIT_GATEWAY_MAX_BATCH": "5"}, "CREDIT_GATEWAY_MAX_BATCH is not a gateway setting"),
+        (VALID, {"CREDIT_GATEWAY_SOURCE_HZ_TAX_URL": "x"}, "names no configured source"),
+        (VALID, {"CREDIT_GATEWAY_GRAPHIQL": "maybe"}, "graphiql must be bool"),
+    ],
+)
+def test_invalid_configuration_names_the_problem(tmp_path, text, env, message):
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(write(tmp_path, text), env=env)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        load_settings(tmp_path / "absent.toml", env={})

@@ -3,11 +3,21 @@
 ``CONNECTORS`` maps the configuration's ``connector`` names to classes.
 """
 
+from connectors.court import CourtConnector
+from connectors.credit_office import CreditOfficeConnector
+from connectors.environment import EnvironmentConnector
+from connectors.hrss import SocialInsuranceConnector
 from connectors.market import MarketRegulationConnector
+from connectors.tax import TaxConnector
 
 CONNECTORS = {
     cls.kind: cls
     for cls in (
         MarketRegulationConnector,
+        TaxConnector,
+        CourtConnector,
+        SocialInsuranceConnector,
+        EnvironmentConnector,
+        CreditOfficeConnector,
     )
 }

@@ -22,7 +22,7 @@ def iso_date(value: str | None) -> date | None:
     """``'2024-03-15'`` (tax bureau text columns)."""
     if value is None or value == "":
         return None
-    return date.fromisoformat(value)
+    return datetime.strptime(value, "%Y-%m-%d").date()
 
 
 def epoch_date(value: int | None) -> date | None:

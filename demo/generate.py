@@ -11,7 +11,7 @@ from types import ModuleType
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from demo import market
+from demo import court, credit_office, environment, hrss, market, tax
 from demo.population import Population, build_population
 
 INSERT_CHUNK = 5000
@@ -28,6 +28,14 @@ class DemoDepartment:
 
 DEPARTMENTS = (
     DemoDepartment("hz-market", "market", "惠州市市场监督管理局", "market", market),
+    DemoDepartment("hz-tax", "tax", "国家税务总局惠州市税务局", "tax", tax),
+    DemoDepartment("hz-court", "court", "惠州市中级人民法院", "court", court),
+    DemoDepartment("hz-hrss", "hrss", "惠州市人力资源和社会保障局", "hrss", hrss),
+    DemoDepartment("hz-environment", "environment", "惠州市生态环境局", "environment", environment),
+    DemoDepartment(
+        "hz-credit", "credit_office", "惠州市发展和改革局（市公共信用信息管理系统）",
+        "credit_office", credit_office,
+    ),
 )
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from gateway.errors import InvalidInput
+
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_VALUES = {ch: i for i, ch in enumerate(USCC_ALPHABET)}
 _USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
@@ -19,8 +21,8 @@ _ID_CHECK = "10X98765432"
 _ID_PATTERN = re.compile(r"^\d{17}[\dX]$")
 
 
-class InvalidCode(ValueError):
-    """A code failed its format or check-character rule."""
+class InvalidCode(InvalidInput, ValueError):
+    """A code failed its format or check-character rule (safe to show the client)."""
 
 
 def uscc_check_character(first17: str) -> str:

@@ -14,9 +14,10 @@ from resolvers.scalars import SCALAR_MAP
 
 def is_internal(error: GraphQLError) -> bool:
     """Mask errors raised by our own code unless they are meant for clients.
-    Syntax and validation errors (no original error) are the client's own."""
+    Syntax, validation and input-coercion errors (no original error, or a
+    GraphQL error) describe the client's own request."""
     original = error.original_error
-    return original is not None and not isinstance(original, ClientError)
+    return original is not None and not isinstance(original, (ClientError, GraphQLError))
 
 
 def build_schema() -> strawberry.Schema:

@@ -1,0 +1,71 @@
+"""Human resources and social security (惠州市人力资源和社会保障局): monthly
+social-insurance contributions of employers.
+
+Legacy schema (lowercase, tables prefixed ``si_``, months as ``YYYYMM`` text,
+amounts as integer fen):
+
+- ``si_jfxx`` 缴费信息: ``dwbh`` unit code (USCC, key), ``jfny`` contribution
+  month, ``cbrs`` insured headcount, ``sjje`` amount paid in fen, ``qjje``
+  arrears in fen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from connectors import record_types as rt
+from connectors.sql import SqlConnector
+from resolvers.records import SocialInsuranceMonth
+
+metadata = sa.MetaData()
+
+contributions = sa.Table(
+    "si_jfxx",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dwbh", sa.String(20), nullable=False, index=True),
+    sa.Column("jfny", sa.String(6), nullable=False),
+    sa.Column("cbrs", sa.Integer, nullable=False),
+    sa.Column("sjje", sa.BigInteger, nullable=False),
+    sa.Column("qjje", sa.BigInteger, nullable=False),
+)
+
+
+def period(jfny: str) -> str:
+    """``'202503'`` -> ``'2025-03'``; ``ValueError`` for anything else."""
+    return datetime.strptime(jfny, "%Y%m").strftime("%Y-%m")
+
+
+def yuan(fen: int) -> Decimal:
+    """An integer amount of fen as exact yuan: ``12345`` -> ``Decimal('123.45')``."""
+    return Decimal(int(fen)).scaleb(-2)
+
+
+class SocialInsuranceConnector(SqlConnector):
+    """Monthly contributions, newest month first, keyed by USCC."""
+
+    kind = "hrss"
+    record_types = {rt.SOCIAL_INSURANCE: "load_social_insurance"}
+
+    async def load_social_insurance(
+        self, usccs: Sequence[str]
+    ) -> list[list[SocialInsuranceMonth]]:
+        t = contributions
+        rows = await self.fetch(
+            sa.select(t).where(t.c.dwbh.in_(usccs)).order_by(t.c.jfny.desc(), t.c.id)
+        )
+        provenance = self.provenance()
+        return self.grouped(
+            usccs, rows, lambda row: row.dwbh,
+            lambda row: SocialInsuranceMonth(
+                period=period(row.jfny),
+                insured_headcount=int(row.cbrs),
+                amount_paid=yuan(row.sjje),
+                arrears=yuan(row.qjje),
+                provenance=provenance,
+            ),
+        )

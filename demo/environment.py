@@ -1,0 +1,79 @@
+"""Demo rows for the ecology and environment database (legacy schema in
+``connectors.environment``).
+
+About a third of enterprises are rated for the last three years: a share of
+the industrial ones, plus every ``environment_black`` enterprise, rated
+环保严重失信 in the latest year. ``environment_penalty`` adds penalties (and a
+警示 or 不良 latest grade when the enterprise is rated).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from connectors.environment import metadata, penalties, ratings
+from demo.population import Population
+
+__all__ = ["metadata", "rows", "latest_rated_year"]
+
+INDUSTRIAL = frozenset({"新材料", "石化", "电子科技", "环保科技", "医药", "食品"})
+RATED_SHARE = 0.55  # of the industrial enterprises: about a third of all
+ORGAN = "惠州市生态环境局"
+BRANCHES = {"441300": "仲恺", "441302": "惠城", "441303": "惠阳",
+            "441322": "博罗", "441323": "惠东", "441324": "龙门"}
+# (violation, fine range in 万元)
+VIOLATIONS = (
+    ("超过大气污染物排放标准排放大气污染物", 10, 100),
+    ("通过暗管、渗井等逃避监管的方式排放水污染物", 20, 100),
+    ("未依法报批建设项目环境影响报告书擅自开工建设", 5, 50),
+    ("危险废物贮存不符合国家环境保护标准", 10, 100),
+    ("未按照规定安装、使用污染物排放自动监测设备", 2, 20),
+)
+
+
+def latest_rated_year(today: date) -> int:
+    """The newest rating year published by ``today`` (results come out by 30 June)."""
+    return today.year - 1 if (today.month, today.day) >= (6, 30) else today.year - 2
+
+
+def rows(population: Population) -> Iterator[tuple[sa.Table, list[dict[str, Any]]]]:
+    """The legacy rows of every table, table by table."""
+    rng = population.rng("environment")
+    today = population.today
+    latest = latest_rated_year(today)
+    rating_rows, penalty_rows = [], []
+    serial = 0
+    for e in population.enterprises:
+        black = "environment_black" in e.cases
+        penalized = "environment_penalty" in e.cases
+        if black or (e.industry in INDUSTRIAL and rng.random() < RATED_SHARE):
+            for year in range(latest, latest - 3, -1):
+                if black:
+                    grade = "5" if year == latest else rng.choice("34")
+                elif penalized and year == latest:
+                    grade = rng.choice("34")
+                else:
+                    grade = rng.choices("1234", weights=(20, 60, 15, 5))[0]
+                rating_rows.append({"qydm": e.uscc, "pjnd": year, "pjdj": grade, "pjjg": ORGAN})
+        if penalized:
+            for _ in range(rng.randint(1, 2)):
+                decided = today - timedelta(days=rng.randrange(20, 900))
+                violation, low, high = rng.choice(VIOLATIONS)
+                fine = Decimal(rng.randrange(low * 10, high * 10 + 1)).scaleb(-1)
+                serial += 1
+                penalty_rows.append({
+                    "qydm": e.uscc,
+                    "cfwh": f"惠市环（{BRANCHES[e.division]}）罚〔{decided.year}〕{serial}号",
+                    "wfxw": violation,
+                    "cfnr": f"责令改正违法行为，罚款人民币{fine}万元",
+                    "fkje": fine,
+                    "cfrq": f"{decided:%Y%m%d}",
+                    "cfjg": ORGAN,
+                })
+    yield ratings, rating_rows
+    yield penalties, penalty_rows

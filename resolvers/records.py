@@ -127,8 +127,9 @@ class DishonestDebtorRecord:
     case_code: str
     subject_kind: SubjectKind
     subject_name: str
-    subject_code: str = strawberry.field(
-        description="USCC of an organization, or resident identity number of a person."
+    subject_uscc: USCC | None = strawberry.field(description="USCC of an organization.")
+    subject_id_number: str | None = strawberry.field(
+        description="Resident identity number of a person."
     )
     legal_representative: str | None
     sex: str | None

@@ -51,7 +51,8 @@ async def test_records_are_mapped_newest_first_in_key_order(database_url):
     assert missing == []
     assert [r.case_code for r in firm] == ["(2025)粤13执123号", "(2022)粤1302执9号"]
     newest, removed = firm
-    assert newest.subject_kind is SubjectKind.ORGANIZATION and newest.subject_code == FIRM
+    assert newest.subject_kind is SubjectKind.ORGANIZATION and newest.subject_uscc == FIRM
+    assert newest.subject_id_number is None
     assert newest.subject_name == "惠州市测试电子有限公司" and newest.legal_representative == "王伟"
     assert newest.sex is None and newest.age is None
     assert newest.filed_on == date(2025, 1, 6) and newest.published_on == date(2025, 3, 1)
@@ -64,6 +65,7 @@ async def test_records_are_mapped_newest_first_in_key_order(database_url):
     assert removed.removed_on == date(2023, 1, 9)
     (p,) = person
     assert p.subject_kind is SubjectKind.PERSON and p.subject_name == "陈静"
+    assert p.subject_id_number == PERSON and p.subject_uscc is None
     assert p.sex == "女" and p.age == 44 and p.legal_representative is None
     assert p.performance is PerformanceStatus.PARTIALLY_PERFORMED and p.expires_on is None
 

@@ -19,6 +19,7 @@ PENALTIES = "penalties"                            # USCC or resident ID -> list
 CREDIT_LISTS = "credit_lists"                      # -> list[CreditListEntry]
 COMMITMENTS = "commitments"                        # -> list[CreditCommitment]
 REPAIRS = "repairs"                                # -> list[CreditRepair]
+AUTHORIZATIONS = "authorizations"                  # -> list[Authorization] (internal, for the policy)
 
 ALL = frozenset(
     value for name, value in globals().items() if name.isupper() and isinstance(value, str)

@@ -7,6 +7,16 @@ File format::
     max_batch_keys = 500              # keys per statement (IN-list size); larger batches are chunked
     max_search_page = 100             # largest page of Query.searchEntities
     graphiql = false                  # serve GraphiQL at GET /graphql
+    policy_file = ""                  # purpose-of-use catalog; empty: the packaged gateway/policy.toml
+
+    [auth]                            # OAuth 2.0 JWT access tokens (RFC 9068)
+    issuer = "https://idp.example/"   # required `iss`
+    audience = "urn:huizhou:credit-gateway"  # required in `aud`
+    jwks_file = "jwks.json"           # signing keys: a JWKS file ...
+    jwks_url = ""                     # ... or a URL, fetched and cached
+    jwks_min_refetch_seconds = 60     # an unknown `kid` re-fetches the URL at most this often
+    algorithms = ["RS256", "ES256"]   # accepted `alg` values
+    clients_file = "clients.toml"     # the client registry
 
     [sources.hz-market]               # one table per source; the key is the source id
     connector = "market"              # connector kind, see connectors.CONNECTORS
@@ -16,9 +26,11 @@ File format::
     timeout_seconds = 5.0             # optional
     simulated_latency_ms = 0          # optional; demos and benchmarks only
 
-Environment overrides: ``CREDIT_GATEWAY_<KEY>`` sets a ``[gateway]`` key and
-``CREDIT_GATEWAY_SOURCE_<ID>_<KEY>`` a source key, where ``<ID>`` is the source
-id upper-cased with ``-`` as ``_`` (``CREDIT_GATEWAY_SOURCE_HZ_MARKET_URL``).
+Relative file paths are read relative to the configuration file.
+Environment overrides: ``CREDIT_GATEWAY_<KEY>`` sets a ``[gateway]`` key,
+``CREDIT_GATEWAY_AUTH_<KEY>`` an ``[auth]`` key (lists comma-separated) and
+``CREDIT_GATEWAY_SOURCE_<ID>_<KEY>`` a source key, where ``<ID>`` is the
+source id upper-cased with ``-`` as ``_`` (``CREDIT_GATEWAY_SOURCE_HZ_MARKET_URL``).
 Unknown keys, in the file or the environment, are errors: a typo never passes
 silently. ``load_settings`` raises ``ConfigurationError`` naming the problem.
 """
@@ -37,6 +49,7 @@ from gateway.errors import ConfigurationError
 
 ENV_PREFIX = "CREDIT_GATEWAY_"
 ENV_CONFIG_PATH = "CREDIT_GATEWAY_CONFIG"
+DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,31 +64,55 @@ class SourceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthSettings:
+    issuer: str
+    audience: str
+    clients_file: str
+    jwks_file: str = ""
+    jwks_url: str = ""
+    jwks_min_refetch_seconds: float = 60.0
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     sources: tuple[SourceSettings, ...]
+    auth: AuthSettings
     max_entities_per_request: int = 1000
     max_batch_keys: int = 500
     max_search_page: int = 100
     graphiql: bool = False
+    policy_file: str = ""
 
 
-def _field_types(cls: type, exclude: set[str]) -> dict[str, type]:
-    types = {"int": int, "float": float, "bool": bool, "str": str}
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "tuple[str, ...]": tuple}
+_PATH_KEYS = {"clients_file", "jwks_file", "policy_file"}
+
+
+def _keys(cls: type, exclude: set[str]) -> dict[str, type]:
+    return {f.name: _TYPES[f.type] for f in dataclasses.fields(cls) if f.name not in exclude}
+
+
+def _required(cls: type, exclude: set[str]) -> set[str]:
     return {
-        f.name: types[f.type] for f in dataclasses.fields(cls) if f.name not in exclude
+        f.name for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.name not in exclude
     }
 
 
-GATEWAY_KEYS = _field_types(Settings, {"sources"})
-SOURCE_KEYS = _field_types(SourceSettings, {"id"})
-_REQUIRED_SOURCE_KEYS = {
-    f.name for f in dataclasses.fields(SourceSettings)
-    if f.default is dataclasses.MISSING and f.name != "id"
-}
+GATEWAY_KEYS = _keys(Settings, {"sources", "auth"})
+AUTH_KEYS = _keys(AuthSettings, set())
+SOURCE_KEYS = _keys(SourceSettings, {"id"})
 
 
 def _coerce(where: str, key: str, value: Any, kind: type) -> Any:
     """Check a file value, or convert an environment string, to ``kind``."""
+    if kind is tuple:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigurationError(f"{where}: {key} must be a list of strings, got {value!r}")
+        return tuple(value)
     if isinstance(value, str) and kind is not str:
         text = value.strip().lower()
         try:
@@ -92,33 +129,53 @@ def _coerce(where: str, key: str, value: Any, kind: type) -> Any:
         return float(value)
     if type(value) is not kind:
         raise ConfigurationError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
+    if kind in (int, float) and value < 0:
+        raise ConfigurationError(f"{where}: {key} must not be negative, got {value!r}")
     return value
 
 
-def _positive(where: str, key: str, value: Any) -> None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-        raise ConfigurationError(f"{where}: {key} must not be negative, got {value!r}")
+def _section(
+    where: str, table: Mapping[str, Any], keys: Mapping[str, type], required: set[str],
+    base_dir: Path | None,
+) -> dict[str, Any]:
+    """Validate one table: no unknown or missing keys, values of the right type."""
+    unknown = set(table) - set(keys)
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown key(s) {sorted(unknown)}")
+    missing = required - set(table)
+    if missing:
+        raise ConfigurationError(f"{where}: missing key(s) {sorted(missing)}")
+    values = {key: _coerce(where, key, value, keys[key]) for key, value in table.items()}
+    for key in _PATH_KEYS & set(values):
+        if values[key] and base_dir is not None:
+            values[key] = str(base_dir / values[key])
+    return values
 
 
 def _env_id(source_id: str) -> str:
     return source_id.upper().replace("-", "_")
 
 
+def _table(data: Mapping[str, Any], name: str, where: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{where}: [{name}] must be a table")
+    return dict(value)
+
+
 def parse_settings(
-    data: Mapping[str, Any], env: Mapping[str, str], where: str = "configuration"
+    data: Mapping[str, Any], env: Mapping[str, str], where: str = "configuration",
+    base_dir: Path | None = None,
 ) -> Settings:
     """Build ``Settings`` from parsed TOML and environment overrides."""
-    unknown = set(data) - {"gateway", "sources"}
+    unknown = set(data) - {"gateway", "auth", "sources"}
     if unknown:
         raise ConfigurationError(f"{where}: unknown section(s) {sorted(unknown)}")
-    raw_sources = data.get("sources", {})
-    if not isinstance(raw_sources, dict) or not all(
-        isinstance(t, dict) for t in raw_sources.values()
-    ):
+    gateway = _table(data, "gateway", where)
+    auth = _table(data, "auth", where)
+    raw_sources = _table(data, "sources", where)
+    if not all(isinstance(t, dict) for t in raw_sources.values()):
         raise ConfigurationError(f"{where}: [sources] must hold one table per source")
-    if not isinstance(data.get("gateway", {}), dict):
-        raise ConfigurationError(f"{where}: [gateway] must be a table")
-    gateway = dict(data.get("gateway", {}))
     sources = {sid: dict(table) for sid, table in raw_sources.items()}
 
     env_ids = {_env_id(sid): sid for sid in sources}
@@ -138,38 +195,35 @@ def parse_settings(
                     f"environment variable {name} names no configured source and key"
                 )
             sources[env_ids[match]][rest[len(match) + 1:].lower()] = value
+        elif rest.startswith("AUTH_") and rest[len("AUTH_"):].lower() in AUTH_KEYS:
+            auth[rest[len("AUTH_"):].lower()] = value
         elif rest.lower() in GATEWAY_KEYS:
             gateway[rest.lower()] = value
         else:
             raise ConfigurationError(f"environment variable {name} is not a gateway setting")
 
-    unknown = set(gateway) - set(GATEWAY_KEYS)
-    if unknown:
-        raise ConfigurationError(f"{where}: unknown key(s) in [gateway]: {sorted(unknown)}")
-    gateway_values = {}
-    for key, value in gateway.items():
-        gateway_values[key] = _coerce(f"{where} [gateway]", key, value, GATEWAY_KEYS[key])
-        _positive(f"{where} [gateway]", key, gateway_values[key])
+    gateway_values = _section(f"{where} [gateway]", gateway, GATEWAY_KEYS, set(), base_dir)
     for key in ("max_entities_per_request", "max_batch_keys", "max_search_page"):
         if gateway_values.get(key, 1) < 1:
             raise ConfigurationError(f"{where} [gateway]: {key} must be at least 1")
 
+    if not auth:
+        raise ConfigurationError(f"{where}: no [auth] table: every client must authenticate")
+    auth_values = _section(f"{where} [auth]", auth, AUTH_KEYS, _required(AuthSettings, set()), base_dir)
+    if bool(auth_values.get("jwks_file")) == bool(auth_values.get("jwks_url")):
+        raise ConfigurationError(f"{where} [auth]: set exactly one of jwks_file and jwks_url")
+    if not auth_values.get("algorithms", DEFAULT_ALGORITHMS):
+        raise ConfigurationError(f"{where} [auth]: algorithms must not be empty")
+
     if not sources:
         raise ConfigurationError(f"{where}: no [sources.<id>] tables: nothing to serve")
-    parsed = []
-    for sid, table in sources.items():
-        section = f"{where} [sources.{sid}]"
-        unknown = set(table) - set(SOURCE_KEYS)
-        if unknown:
-            raise ConfigurationError(f"{section}: unknown key(s) {sorted(unknown)}")
-        missing = _REQUIRED_SOURCE_KEYS - set(table)
-        if missing:
-            raise ConfigurationError(f"{section}: missing key(s) {sorted(missing)}")
-        values = {k: _coerce(section, k, v, SOURCE_KEYS[k]) for k, v in table.items()}
-        for key, value in values.items():
-            _positive(section, key, value)
-        parsed.append(SourceSettings(id=sid, **values))
-    return Settings(sources=tuple(parsed), **gateway_values)
+    parsed = tuple(
+        SourceSettings(id=sid, **_section(
+            f"{where} [sources.{sid}]", table, SOURCE_KEYS, _required(SourceSettings, {"id"}), None
+        ))
+        for sid, table in sources.items()
+    )
+    return Settings(sources=parsed, auth=AuthSettings(**auth_values), **gateway_values)
 
 
 def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:
@@ -185,4 +239,4 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"configuration file {path} is not valid TOML: {exc}") from None
-    return parse_settings(data, os.environ if env is None else env, str(path))
+    return parse_settings(data, os.environ if env is None else env, str(path), path.parent.resolve())

@@ -7,6 +7,7 @@ Amounts carry their unit in the description; dates are calendar dates.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -306,3 +307,30 @@ class CreditRepair:
     status: RepairStatus
     decided_by: str
     provenance: Provenance
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """An enterprise's authorization for a financial institution to see
+    non-public data (信易贷授权). Internal: checked by the policy, not exposed."""
+
+    number: str
+    enterprise_uscc: str
+    grantee_code: str  # USCC of the authorized institution
+    grantee_name: str
+    purpose: str  # a purpose code of the policy catalog
+    categories: frozenset[str]  # data categories of the policy catalog
+    valid_from: date
+    valid_to: date
+    revoked_on: date | None
+
+    def covers(self, grantee_code: str, purpose: str, category: str, today: date) -> bool:
+        """True when this authorization lets ``grantee_code`` see ``category``
+        for ``purpose`` on ``today``."""
+        return (
+            self.grantee_code == grantee_code
+            and self.purpose == purpose
+            and category in self.categories
+            and self.valid_from <= today <= self.valid_to
+            and (self.revoked_on is None or today < self.revoked_on)
+        )

@@ -1,0 +1,115 @@
+"""The client registry: who may call the gateway, and for which purposes.
+
+A TOML file, one table per client id (the ``client_id`` of its tokens)::
+
+    [clients.bank-icbc-huizhou]
+    organization = "中国工商银行惠州分行"
+    organization_code = "91441300MA4UXXXXXX"   # the organization's USCC (banks: named in authorizations)
+    city = "惠州"
+    kind = "bank"                 # partner_city | bank | internal_department | public_portal | auditor | enterprise
+    purposes = ["FINANCING"]      # purpose codes granted; each must exist in the policy catalog
+    on_denied = "partial"         # partial: denied fields are null with errors; reject: 403 for the whole operation
+
+Validated strictly: unknown keys, kinds, purposes or values are errors.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from gateway.codes import InvalidCode, validate_uscc
+from gateway.errors import ConfigurationError
+
+
+class ClientKind(Enum):
+    PARTNER_CITY = "partner_city"
+    BANK = "bank"
+    INTERNAL_DEPARTMENT = "internal_department"
+    PUBLIC_PORTAL = "public_portal"
+    AUDITOR = "auditor"
+    ENTERPRISE = "enterprise"
+
+
+class OnDenied(Enum):
+    PARTIAL = "partial"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    id: str
+    organization: str
+    city: str
+    kind: ClientKind
+    purposes: frozenset[str]
+    organization_code: str | None = None
+    on_denied: OnDenied = OnDenied.PARTIAL
+
+
+_REQUIRED = {"organization", "city", "kind", "purposes"}
+_OPTIONAL = {"organization_code", "on_denied"}
+
+
+def parse_clients(
+    data: Mapping[str, Any], known_purposes: Collection[str], where: str = "client registry"
+) -> dict[str, Client]:
+    """Validate a parsed registry against the purposes of the policy catalog."""
+    if set(data) != {"clients"} or not isinstance(data["clients"], dict):
+        raise ConfigurationError(f"{where}: expected only [clients.<id>] tables")
+    clients = {}
+    for client_id, table in data["clients"].items():
+        section = f"{where} [clients.{client_id}]"
+        if not isinstance(table, dict):
+            raise ConfigurationError(f"{section}: must be a table")
+        unknown = set(table) - _REQUIRED - _OPTIONAL
+        if unknown:
+            raise ConfigurationError(f"{section}: unknown key(s) {sorted(unknown)}")
+        missing = _REQUIRED - set(table)
+        if missing:
+            raise ConfigurationError(f"{section}: missing key(s) {sorted(missing)}")
+        for key in ("organization", "city", "kind", "on_denied", "organization_code"):
+            if key in table and not isinstance(table[key], str):
+                raise ConfigurationError(f"{section}: {key} must be a string")
+        try:
+            kind = ClientKind(table["kind"])
+        except ValueError:
+            raise ConfigurationError(
+                f"{section}: kind {table['kind']!r} is not one of {[k.value for k in ClientKind]}"
+            ) from None
+        try:
+            on_denied = OnDenied(table.get("on_denied", "partial"))
+        except ValueError:
+            raise ConfigurationError(f"{section}: on_denied must be 'partial' or 'reject'") from None
+        purposes = table["purposes"]
+        if not isinstance(purposes, list) or not all(isinstance(p, str) for p in purposes):
+            raise ConfigurationError(f"{section}: purposes must be a list of purpose codes")
+        unknown_purposes = sorted(set(purposes) - set(known_purposes))
+        if unknown_purposes:
+            raise ConfigurationError(f"{section}: unknown purpose(s) {unknown_purposes}")
+        code = table.get("organization_code")
+        if code is not None:
+            try:
+                code = validate_uscc(code)
+            except InvalidCode as exc:
+                raise ConfigurationError(f"{section}: organization_code: {exc}") from None
+        clients[client_id] = Client(
+            id=client_id, organization=table["organization"], city=table["city"], kind=kind,
+            purposes=frozenset(purposes), organization_code=code, on_denied=on_denied,
+        )
+    return clients
+
+
+def load_clients(path: str | Path, known_purposes: Collection[str]) -> dict[str, Client]:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"client registry {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"client registry {path} is not valid TOML: {exc}") from None
+    return parse_clients(data, known_purposes, str(path))

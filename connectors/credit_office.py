@@ -21,6 +21,12 @@ and states as codes):
 - ``xy_xyxf`` 信用修复: ``dm``, ``xfdxlx`` kind of record, ``xfdxbh`` its
   decision number, ``sqrq`` applied, ``xfrq`` repaired, ``xfzt`` status 0-2,
   ``xfjg`` deciding organ.
+- ``xy_sqxx`` 授权信息 (信易贷授权, internal: read by the policy, never
+  exposed): ``dm`` enterprise USCC (key), ``sqbh`` authorization number,
+  ``bsqjg_dm``/``bsqjg_mc`` grantee institution's USCC and name, ``sqyt``
+  purpose code (``03`` 融资授信 -> ``FINANCING``), ``sjlb`` comma-separated
+  data category codes (``SW`` tax, ``SB`` social insurance, ``HB``
+  environment), ``qsrq``/``jzrq`` valid from/to (inclusive), ``cxrq`` revoked.
 
 Every record type is returned newest first.
 """
@@ -28,6 +34,7 @@ Every record type is returned newest first.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -37,6 +44,7 @@ from connectors import record_types as rt
 from connectors.legacy import compact_date
 from connectors.sql import SqlConnector
 from resolvers.records import (
+    Authorization,
     CreditCommitment,
     CreditListEntry,
     CreditListKind,
@@ -131,6 +139,21 @@ repairs = sa.Table(
     sa.Column("xfjg", sa.String(100), nullable=False),
 )
 
+authorizations = sa.Table(
+    "xy_sqxx",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sqbh", sa.String(50), nullable=False),
+    sa.Column("dm", sa.String(18), nullable=False, index=True),
+    sa.Column("bsqjg_dm", sa.String(18), nullable=False),
+    sa.Column("bsqjg_mc", sa.String(200), nullable=False),
+    sa.Column("sqyt", sa.String(2), nullable=False),
+    sa.Column("sjlb", sa.String(60), nullable=False),
+    sa.Column("qsrq", sa.String(8), nullable=False),
+    sa.Column("jzrq", sa.String(8), nullable=False),
+    sa.Column("cxrq", sa.String(8)),
+)
+
 LICENCE_CATEGORIES = {
     "01": LicenceCategory.ORDINARY,
     "02": LicenceCategory.FRANCHISE,
@@ -160,6 +183,9 @@ FULFILMENT = {
     "0": FulfilmentStatus.PENDING, "1": FulfilmentStatus.KEPT, "2": FulfilmentStatus.BREACHED,
 }
 REPAIR_STATUS = {"0": RepairStatus.PENDING, "1": RepairStatus.APPROVED, "2": RepairStatus.REJECTED}
+# ``sqyt`` -> purpose code of the policy catalog; ``sjlb`` -> its data categories.
+AUTHORIZATION_PURPOSES = {"03": "FINANCING"}
+DATA_CATEGORIES = {"SW": "tax", "SB": "social_insurance", "HB": "environment"}
 PENALTY_RECORD_KIND = "行政处罚"  # ``xfdxlx`` of a repair of a penalty
 
 
@@ -167,9 +193,18 @@ def _amount(value: Any) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
+def _required_date(value: str | None) -> date:
+    """A compact date that must be present (an empty one is unreadable data)."""
+    day = compact_date(value)
+    if day is None:
+        raise ValueError("missing date")
+    return day
+
+
 class CreditOfficeConnector(SqlConnector):
     """Licences, penalties (with their repair date), red/black lists,
-    commitments and repairs, keyed by USCC; penalties also by resident ID."""
+    commitments, repairs and financing authorizations, keyed by USCC;
+    penalties also by resident ID."""
 
     kind = "credit_office"
     record_types = {
@@ -178,6 +213,7 @@ class CreditOfficeConnector(SqlConnector):
         rt.CREDIT_LISTS: "load_credit_lists",
         rt.COMMITMENTS: "load_commitments",
         rt.REPAIRS: "load_repairs",
+        rt.AUTHORIZATIONS: "load_authorizations",
     }
 
     async def load_licences(self, usccs: Sequence[str]) -> list[list[Licence]]:
@@ -302,5 +338,29 @@ class CreditOfficeConnector(SqlConnector):
                 status=REPAIR_STATUS[row.xfzt],
                 decided_by=row.xfjg,
                 provenance=provenance,
+            ),
+        )
+
+    async def load_authorizations(self, usccs: Sequence[str]) -> list[list[Authorization]]:
+        """Every authorization an enterprise granted, newest first, including
+        expired and revoked ones: ``Authorization.covers`` decides for a day.
+        An unknown purpose or category code, or a missing or unreadable date,
+        is ``BadSourceData``: a policy reading it must then grant nothing."""
+        t = authorizations
+        rows = await self.fetch(
+            sa.select(t).where(t.c.dm.in_(usccs)).order_by(t.c.qsrq.desc(), t.c.id.desc())
+        )
+        return self.grouped(
+            usccs, rows, lambda row: row.dm,
+            lambda row: Authorization(
+                number=row.sqbh,
+                enterprise_uscc=row.dm,
+                grantee_code=row.bsqjg_dm.strip().upper(),
+                grantee_name=row.bsqjg_mc,
+                purpose=AUTHORIZATION_PURPOSES[row.sqyt],
+                categories=frozenset(DATA_CATEGORIES[code.strip()] for code in row.sjlb.split(",")),
+                valid_from=_required_date(row.qsrq),
+                valid_to=_required_date(row.jzrq),
+                revoked_on=compact_date(row.cxrq),
             ),
         )

@@ -6,6 +6,14 @@ for minor penalties, 1 year for general, 3 years for serious ones). The
 ``penalty_repaired`` penalty has an approved repair dated after its 3-month
 minimum; some other general and serious penalties have pending or rejected
 repairs. Licences, red/black lists and commitments follow the case tags.
+
+Financing authorizations (信易贷授权) name one of the two demo ``BANKS``.
+The ``financing_*`` showcases name the first bank with all three data
+categories: ``financing_authorized`` is valid today and not revoked,
+``financing_expired`` ended before today, ``financing_revoked`` is still
+within its validity but was revoked before today. Ordinary enterprises with
+those cases name the banks in turn (the first such enterprise the second
+bank), with a random non-empty subset of the categories.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.credit_office import (
+    authorizations,
     commitments,
     credit_lists,
     licences,
@@ -28,10 +37,25 @@ from connectors.credit_office import (
     repairs,
 )
 from demo.population import Enterprise, Population
+from gateway.codes import uscc_check_character
 
-__all__ = ["metadata", "rows"]
+__all__ = ["BANKS", "metadata", "rows"]
 
 CREDIT_OFFICE = "惠州市发展和改革局"
+
+
+def _uscc(first17: str) -> str:
+    return first17 + uscc_check_character(first17)
+
+
+# Client id in the demo client registry -> (USCC, name) of the two demo banks
+# that enterprises authorize. Synthetic codes (Huizhou 441300, enterprise 91;
+# positions 9-17 also pass the GB 11714 check): 91441300MA4URFQ13W and
+# 91441300MA4W7K2H84.
+BANKS = {
+    "bank-icbc-huizhou": (_uscc("91441300MA4URFQ13"), "中国工商银行股份有限公司惠州分行"),
+    "bank-hzrcb": (_uscc("91441300MA4W7K2H8"), "惠州农村商业银行股份有限公司"),
+}
 
 # Organ -> (its USCC, abbreviation used in document numbers).
 _ORGANS = {
@@ -104,6 +128,9 @@ _COMMITMENTS = (
 _COMMITMENT_RATE = 0.2
 _OTHER_REPAIR_RATE = 0.4
 _OLD_LIST_RATE = 0.04
+FINANCING_PURPOSE = "03"  # ``sqyt`` of 融资授信 (FINANCING)
+CATEGORY_CODES = ("SW", "SB", "HB")  # ``sjlb``: tax, social insurance, environment
+FINANCING_CASES = ("financing_authorized", "financing_expired", "financing_revoked")
 
 
 def _ymd(day: date | None) -> str | None:
@@ -133,7 +160,10 @@ class _Generator:
         self.serial = count(101)
         self.tables: dict[sa.Table, list[dict[str, Any]]] = {
             licences: [], penalties: [], credit_lists: [], commitments: [], repairs: [],
+            authorizations: [],
         }
+        # Per financing case, how many ordinary enterprises had it: banks take turns.
+        self.granted = {case: count(1) for case in FINANCING_CASES}
 
     def days_ago(self, low: int, high: int) -> date:
         return self.today - timedelta(days=self.rng.randrange(low, high))
@@ -257,6 +287,41 @@ class _Generator:
             self.commitment(e.uscc, kind, matter.format(licence=rng.choice(_LICENCES)[0],
                                                          industry=e.industry), signed, status)
 
+    def authorization(self, code: str, bank: str, categories: tuple[str, ...], valid_from: date,
+                      valid_to: date, revoked: date | None = None) -> None:
+        bank_code, bank_name = BANKS[bank]
+        self.tables[authorizations].append({
+            "sqbh": f"XYDSQ{valid_from:%Y%m%d}{next(self.serial):06d}", "dm": code,
+            "bsqjg_dm": bank_code, "bsqjg_mc": bank_name, "sqyt": FINANCING_PURPOSE,
+            "sjlb": ",".join(categories), "qsrq": _ymd(valid_from), "jzrq": _ymd(valid_to),
+            "cxrq": _ymd(revoked),
+        })
+
+    def enterprise_authorizations(self, e: Enterprise, showcase: bool) -> None:
+        rng, banks = self.rng, list(BANKS)
+        for case in FINANCING_CASES:
+            if case not in e.cases:
+                continue
+            if showcase:
+                bank, categories = banks[0], CATEGORY_CODES
+            else:
+                bank = banks[next(self.granted[case]) % len(banks)]
+                chosen = set(rng.sample(CATEGORY_CODES, rng.randrange(1, len(CATEGORY_CODES) + 1)))
+                categories = tuple(c for c in CATEGORY_CODES if c in chosen)
+            years = rng.choice((1, 2, 3))
+            if case == "financing_expired":
+                ended = self.days_ago(5, 700)
+                self.authorization(e.uscc, bank, categories,
+                                   _years_later(ended + timedelta(days=1), -years), ended)
+                continue
+            # Granted 10 to 329 days ago for whole years: still valid at least a month.
+            granted = self.days_ago(10, 330)
+            valid_to = _years_later(granted, years) - timedelta(days=1)
+            revoked = None
+            if case == "financing_revoked":  # strictly between the grant and today
+                revoked = granted + timedelta(days=rng.randrange(1, (self.today - granted).days))
+            self.authorization(e.uscc, bank, categories, granted, valid_to, revoked)
+
 
 def rows(population: Population) -> Iterator[tuple[sa.Table, list[dict[str, Any]]]]:
     """The legacy rows of every table, table by table."""
@@ -269,6 +334,7 @@ def rows(population: Population) -> Iterator[tuple[sa.Table, list[dict[str, Any]
         g.enterprise_penalties(e)
         g.enterprise_lists(e, e.uscc in showcases)
         g.enterprise_commitments(e)
+        g.enterprise_authorizations(e, e.uscc in showcases)
     for p in population.persons:
         if "person_penalty" in p.cases:
             template = g.rng.choice(_PERSON_PENALTIES)

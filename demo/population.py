@@ -47,6 +47,9 @@ CASES = (
     "black_list",
     "commitment_breached",
     "licensed",
+    "financing_authorized",  # credit office: a valid 信易贷 authorization for a bank
+    "financing_expired",     # ... one whose validity has ended
+    "financing_revoked",     # ... one the enterprise revoked
 )
 
 # Probability that an ordinary (non-showcase) enterprise has each case.
@@ -73,6 +76,9 @@ CASE_RATES = {
     "black_list": 0.02,
     "commitment_breached": 0.02,
     "licensed": 0.5,
+    "financing_authorized": 0.04,
+    "financing_expired": 0.04,
+    "financing_revoked": 0.04,
 }
 
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓曹彭曾萧田董潘袁蔡蒋余于杜叶程苏魏吕丁任沈姚卢钟"

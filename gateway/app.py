@@ -7,20 +7,27 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
+from gateway.auth import TokenVerifier
+from gateway.caller import Caller, CallerIdentifier, RequestRejected
+from gateway.catalog import load_catalog
+from gateway.clients import load_clients
 from gateway.context import RequestContext
 from gateway.errors import SourceError
 from gateway.loaders import Loaders
+from gateway.policy import Policy
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
-from resolvers.schema import schema
+from resolvers.schema import build_policy, schema
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
@@ -37,7 +44,7 @@ def request_id_from(header: str | None) -> str:
 class GatewayGraphQL(GraphQL):
     """Strawberry's ASGI view with the gateway's context and orjson encoding."""
 
-    def __init__(self, registry: SourceRegistry, settings: Settings) -> None:
+    def __init__(self, registry: SourceRegistry, settings: Settings, policy: Policy) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql else None,
@@ -45,24 +52,64 @@ class GatewayGraphQL(GraphQL):
         )
         self.registry = registry
         self.settings = settings
+        self.policy = policy
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:
+        caller: Caller = request.state.caller
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         response.headers[REQUEST_ID_HEADER] = request_id
+        decision = self.policy.decisions[caller.purpose]
+        today = date.today()
         return RequestContext(
             request_id=request_id,
             settings=self.settings,
             sources=self.registry,
-            loaders=Loaders(self.registry, self.settings.max_batch_keys),
+            policy=self.policy,
+            client=caller.client,
+            purpose=caller.purpose,
+            decision=decision,
+            today=today,
+            loaders=Loaders(self.registry, self.settings.max_batch_keys, decision, today),
+            response=response,
         )
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
 
+class AuthenticatedGraphQL:
+    """Identifies the caller before the GraphQL view sees the request.
+
+    Only the GraphiQL page (a GET asking for HTML) is served without a token:
+    it holds no data, and queries from it carry the user's token.
+    """
+
+    def __init__(self, view: GatewayGraphQL, identifier: CallerIdentifier) -> None:
+        self.view = view
+        self.identifier = identifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        if (request.method == "GET" and self.view.graphql_ide
+                and "text/html" in request.headers.get("accept", "")):
+            await (await self.view.render_graphql_ide(request))(scope, receive, send)
+            return
+        try:
+            request.state.caller = await self.identifier.identify(request)
+        except RequestRejected as rejected:
+            await rejected.response()(scope, receive, send)
+            return
+        await self.view(scope, receive, send)
+
+
 def create_app(settings: Settings, registry: SourceRegistry | None = None) -> Starlette:
-    """The gateway for ``settings``; raises ``ConfigurationError`` if the sources
-    cannot be set up. Connections are opened lazily and closed at shutdown."""
+    """The gateway for ``settings``; raises ``ConfigurationError`` if the policy,
+    clients, keys or sources cannot be set up. Connections open lazily and
+    close at shutdown."""
+    catalog = load_catalog(settings.policy_file or None)
+    policy = build_policy(catalog)
+    clients = load_clients(settings.auth.clients_file, catalog.purposes)
+    verifier = TokenVerifier(settings.auth)
     registry = registry or SourceRegistry.from_settings(settings)
 
     async def healthz(request: Request) -> Response:
@@ -88,8 +135,11 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
             yield
         finally:
             await registry.aclose()
+            await verifier.aclose()
 
-    graphql = GatewayGraphQL(registry, settings)
+    graphql = AuthenticatedGraphQL(
+        GatewayGraphQL(registry, settings, policy), CallerIdentifier(verifier, clients, catalog)
+    )
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),

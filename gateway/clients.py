@@ -50,6 +50,11 @@ class Client:
     organization_code: str | None = None
     on_denied: OnDenied = OnDenied.PARTIAL
 
+    @property
+    def rejects_denied(self) -> bool:
+        """Whether an operation with any denied field is refused whole (403)."""
+        return self.on_denied is OnDenied.REJECT
+
 
 _REQUIRED = {"organization", "city", "kind", "purposes"}
 _OPTIONAL = {"organization_code", "on_denied"}

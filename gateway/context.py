@@ -2,38 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
 
+from gateway.clients import Client
 from gateway.loaders import Loaders
+from gateway.policy import Decision, Policy
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is asking. Placeholder until authentication fills it from the token."""
-
-    client_id: str
-    organization: str
-
-
-ANONYMOUS = Principal(client_id="anonymous", organization="unauthenticated")
 
 
 @dataclass(slots=True)
 class RequestContext:
     """Everything one request's resolvers share.
 
-    ``sources`` are the process's connectors (for calls that are not
-    batched, such as a name search); ``principal`` and ``purpose`` identify the caller and the declared
-    purpose of use (placeholders until the authorization issue fills them);
-    ``loaders`` are this request's DataLoaders; ``request_id`` ties logs and
-    the audit trail to the response.
+    ``client`` is the authenticated caller and ``purpose`` the purpose of use
+    it declared (and was granted); ``decision`` is the policy's decision for
+    that purpose, ``today`` the date row rules are evaluated on. ``loaders``
+    are this request's DataLoaders; ``sources`` the process's connectors (for
+    calls that are not batched, such as a name search). ``denied_fields``,
+    ``authorizations_used`` and ``loaders.withheld`` record what the policy
+    did, for the response and the audit trail. ``response`` is the HTTP
+    response being built (status and headers).
     """
 
     request_id: str
     settings: Settings
     sources: SourceRegistry
+    policy: Policy
+    client: Client
+    purpose: str
+    decision: Decision
+    today: date
     loaders: Loaders
-    principal: Principal = ANONYMOUS
-    purpose: str | None = None
+    response: Any
+    denied_fields: list[str] = field(default_factory=list)
+    authorizations_used: set[str] = field(default_factory=set)
+
+    @property
+    def withheld(self):
+        return self.loaders.withheld

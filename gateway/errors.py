@@ -65,3 +65,12 @@ class BadSourceData(SourceError):
 
 class ConfigurationError(Exception):
     """The gateway cannot start: the message names the setting at fault."""
+
+
+class ForbiddenForPurpose(ClientError):
+    """The declared purpose of use may not see this field."""
+
+    code = "FORBIDDEN_FOR_PURPOSE"
+
+    def __init__(self, message: str, purpose: str, **extensions: Any) -> None:
+        super().__init__(message, purpose=purpose, **extensions)

@@ -49,7 +49,7 @@ from gateway.errors import ConfigurationError
 
 ENV_PREFIX = "CREDIT_GATEWAY_"
 ENV_CONFIG_PATH = "CREDIT_GATEWAY_CONFIG"
-DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "Ed25519")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +120,13 @@ def _coerce(where: str, key: str, value: Any, kind: type) -> Any:
                 if text not in ("true", "false", "1", "0", "yes", "no"):
                     raise ValueError(value)
                 return text in ("true", "1", "yes")
-            return kind(text)
+            value = kind(text)
         except ValueError:
             raise ConfigurationError(
                 f"{where}: {key} must be {kind.__name__}, got {value!r}"
             ) from None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if type(value) is not kind:
         raise ConfigurationError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
     if kind in (int, float) and value < 0:

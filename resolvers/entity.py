@@ -9,8 +9,13 @@ from typing import Any, Optional
 import strawberry
 
 from connectors import record_types as rt
+from gateway.errors import ForbiddenForPurpose
 from resolvers import records as r
+from resolvers.masking import masked_identifier
 from resolvers.scalars import USCC, ResidentId
+
+
+RECORD_TYPE = "record_type"  # metadata key of source-backed fields
 
 
 def from_source(record_type: str, returns: Any, key: str, description: str) -> Any:
@@ -18,14 +23,38 @@ def from_source(record_type: str, returns: Any, key: str, description: str) -> A
 
     The resolver is synchronous and returns the loader's future: graphql-core
     awaits it, so siblings backed by different sources run concurrently and no
-    coroutine is created per field.
+    coroutine is created per field. Only where the purpose needs the subject's
+    authorization for the record type does it await the authorization first.
     """
 
     def resolve(root: Any, info: strawberry.Info) -> Any:
-        return info.context.loaders.load(record_type, getattr(root, key))
+        context = info.context
+        category = context.decision.authorization_by_record_type.get(record_type)
+        if category is None:
+            return context.loaders.load(record_type, getattr(root, key))
+        return load_if_authorized(context, record_type, getattr(root, key), category)
 
     resolve.__annotations__ = {"root": Any, "info": strawberry.Info, "return": Optional[returns]}
-    return strawberry.field(resolver=resolve, description=description)
+    return strawberry.field(
+        resolver=resolve, description=description, metadata={RECORD_TYPE: record_type}
+    )
+
+
+async def load_if_authorized(context: Any, record_type: str, uscc: str, category: str) -> Any:
+    """Load ``record_type`` only when the subject has authorized the caller's
+    organization to see ``category`` for the declared purpose, today."""
+    grantee = context.client.organization_code
+    authorizations = await context.loaders.load(rt.AUTHORIZATIONS, uscc)
+    for authorization in authorizations:
+        if grantee and authorization.covers(grantee, context.purpose, category, context.today):
+            context.authorizations_used.add(authorization.number)
+            return await context.loaders.load(record_type, uscc)
+    raise ForbiddenForPurpose(
+        f"{context.purpose} needs the enterprise's valid authorization of "
+        f"{context.client.organization} to see {category} data",
+        context.purpose,
+        reason="NO_SUBJECT_AUTHORIZATION",
+    )
 
 
 def _entity_field(record_type: str, returns: Any, description: str) -> Any:
@@ -86,7 +115,7 @@ class Entity:
 
 @strawberry.type(description="A natural person's credit record, keyed by resident identity number.")
 class Person:
-    id_number: ResidentId
+    id_number: ResidentId = masked_identifier("Resident identity number.")
 
     dishonest_debtor_records = _person_field(
         rt.DISHONEST_DEBTORS, list[r.DishonestDebtorRecord], "Dishonest judgment debtor records."
@@ -95,7 +124,10 @@ class Person:
         rt.PENALTIES, list[r.Penalty], "Administrative penalties against the person, newest first."
     )
 
-    @strawberry.field(description="Organizations whose registered legal representative this person is.")
+    @strawberry.field(
+        description="Organizations whose registered legal representative this person is.",
+        metadata={RECORD_TYPE: rt.LEGAL_REPRESENTATIVE_OF},
+    )
     async def legal_representative_of(self, info: strawberry.Info) -> Optional[list[Entity]]:
         registrations = await info.context.loaders.load(rt.LEGAL_REPRESENTATIVE_OF, self.id_number)
         registration_loader = info.context.loaders.loader(rt.REGISTRATION)

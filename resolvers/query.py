@@ -9,6 +9,7 @@ import strawberry
 from connectors import record_types as rt
 from gateway.codes import InvalidCode, validate_uscc
 from gateway.errors import InvalidInput, TooManyKeys
+from resolvers.access import Access, my_access
 from resolvers.entity import Entity, Person
 from resolvers.scalars import USCC, ResidentId
 
@@ -77,6 +78,11 @@ class Query:
             end_cursor=page[-1].uscc if has_next else None,
             has_next_page=has_next,
         )
+
+    my_access: Access = strawberry.field(
+        resolver=my_access,
+        description="What the calling client may see under the declared purpose of use.",
+    )
 
     @strawberry.field(description="One natural person's credit record.")
     def person(self, id_number: ResidentId) -> Person:

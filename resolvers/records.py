@@ -14,6 +14,7 @@ from enum import Enum
 
 import strawberry
 
+from resolvers.masking import masked_identifier
 from resolvers.scalars import USCC
 
 
@@ -25,6 +26,11 @@ class Provenance:
     as_of: datetime = strawberry.field(description="When the gateway read the record (UTC).")
 
 
+@strawberry.interface(description="Any credit record: every record says where it comes from.")
+class CreditRecord:
+    provenance: Provenance
+
+
 @strawberry.enum(description="Registration status (登记状态).")
 class EntityStatus(Enum):
     OPERATING = "存续"
@@ -34,12 +40,12 @@ class EntityStatus(Enum):
 
 
 @strawberry.type(description="Enterprise registration held by market regulation (企业登记).")
-class Registration:
+class Registration(CreditRecord):
     uscc: USCC
     name: str
     legal_representative: str | None
-    legal_representative_id_number: str | None = strawberry.field(
-        description="Resident identity number of the legal representative."
+    legal_representative_id_number: str | None = masked_identifier(
+        "Resident identity number of the legal representative."
     )
     entity_type: str = strawberry.field(description="Entity type, e.g. 有限责任公司.")
     established_on: date | None
@@ -50,7 +56,6 @@ class Registration:
     address: str | None
     business_scope: str | None
     registration_authority: str | None
-    provenance: Provenance
 
 
 @strawberry.enum(description="Grounds for listing in the abnormal operations list.")
@@ -62,24 +67,22 @@ class AbnormalOperationReason(Enum):
 
 
 @strawberry.type(description="An entry in the abnormal operations list (经营异常名录).")
-class AbnormalOperationListing:
+class AbnormalOperationListing(CreditRecord):
     reason: AbnormalOperationReason
     listed_on: date
     listed_by: str
     removed_on: date | None
     removed_by: str | None
     removal_reason: str | None
-    provenance: Provenance
 
 
 @strawberry.type(description="An entry in the serious violation list (严重违法失信名单).")
-class SeriousViolationListing:
+class SeriousViolationListing(CreditRecord):
     basis: str
     listed_on: date
     listed_by: str
     removed_on: date | None
     removed_by: str | None
-    provenance: Provenance
 
 
 @strawberry.enum(description="Annual tax credit grade (纳税信用等级).")
@@ -92,22 +95,20 @@ class TaxCreditGrade(Enum):
 
 
 @strawberry.type(description="Annual tax credit rating, published each April for the year before.")
-class TaxRating:
+class TaxRating(CreditRecord):
     year: int
     grade: TaxCreditGrade
     score: Decimal | None
     published_on: date
-    provenance: Provenance
 
 
 @strawberry.type(description="Announced tax arrears (欠税公告).")
-class TaxArrear:
+class TaxArrear(CreditRecord):
     tax_type: str
     amount: Decimal = strawberry.field(description="Outstanding tax in yuan (元).")
     period_end: date | None = strawberry.field(description="End of the tax period owed.")
     announced_on: date
     tax_authority: str
-    provenance: Provenance
 
 
 @strawberry.enum(description="Kind of subject of a court record.")
@@ -124,14 +125,12 @@ class PerformanceStatus(Enum):
 
 
 @strawberry.type(description="A dishonest judgment debtor record (失信被执行人).")
-class DishonestDebtorRecord:
+class DishonestDebtorRecord(CreditRecord):
     case_code: str
     subject_kind: SubjectKind
     subject_name: str
     subject_uscc: USCC | None = strawberry.field(description="USCC of an organization.")
-    subject_id_number: str | None = strawberry.field(
-        description="Resident identity number of a person."
-    )
+    subject_id_number: str | None = masked_identifier("Resident identity number of a person.")
     legal_representative: str | None
     sex: str | None
     age: int | None
@@ -145,16 +144,14 @@ class DishonestDebtorRecord:
     published_on: date
     expires_on: date | None
     removed_on: date | None
-    provenance: Provenance
 
 
 @strawberry.type(description="One month of social-insurance contributions (社保缴费).")
-class SocialInsuranceMonth:
+class SocialInsuranceMonth(CreditRecord):
     period: str = strawberry.field(description="Contribution month, YYYY-MM.")
     insured_headcount: int
     amount_paid: Decimal = strawberry.field(description="Contributions paid, in yuan (元).")
     arrears: Decimal = strawberry.field(description="Contributions owed, in yuan (元).")
-    provenance: Provenance
 
 
 @strawberry.enum(description="Guangdong environmental credit grade (企业环境信用评价).")
@@ -167,22 +164,20 @@ class EnvironmentalCreditGrade(Enum):
 
 
 @strawberry.type(description="Annual environmental credit rating.")
-class EnvironmentalRating:
+class EnvironmentalRating(CreditRecord):
     year: int
     grade: EnvironmentalCreditGrade
     rated_by: str
-    provenance: Provenance
 
 
 @strawberry.type(description="An environmental administrative penalty (环境行政处罚).")
-class EnvironmentalPenalty:
+class EnvironmentalPenalty(CreditRecord):
     decision_number: str
     violation: str
     penalty: str
     fine: Decimal | None = strawberry.field(description="Fine in 万元 (10,000 CNY).")
     decided_on: date
     decided_by: str
-    provenance: Provenance
 
 
 @strawberry.enum(description="Licence category (许可类别).")
@@ -196,7 +191,7 @@ class LicenceCategory(Enum):
 
 
 @strawberry.type(description="An administrative licence, double publicity (行政许可).")
-class Licence:
+class Licence(CreditRecord):
     decision_number: str = strawberry.field(description="决定文书号")
     category: LicenceCategory
     licence_name: str
@@ -208,7 +203,6 @@ class Licence:
     issuing_organ: str
     issuing_organ_code: str | None
     reporting_department: str
-    provenance: Provenance
 
 
 @strawberry.enum(description="Severity of a penalty, which sets its publicity window.")
@@ -236,7 +230,7 @@ class PenaltyType(Enum):
 
 
 @strawberry.type(description="An administrative penalty, double publicity (行政处罚).")
-class Penalty:
+class Penalty(CreditRecord):
     decision_number: str = strawberry.field(description="决定书文号")
     subject_name: str
     violation_type: str
@@ -254,7 +248,6 @@ class Penalty:
     repaired_on: date | None = strawberry.field(
         description="Date the record was credit-repaired, if it was."
     )
-    provenance: Provenance
 
 
 @strawberry.enum(description="Red list (守信激励) or black list (失信惩戒).")
@@ -264,7 +257,7 @@ class CreditListKind(Enum):
 
 
 @strawberry.type(description="An entry in a red or black list (红黑名单).")
-class CreditListEntry:
+class CreditListEntry(CreditRecord):
     kind: CreditListKind
     list_name: str
     reason: str
@@ -272,7 +265,6 @@ class CreditListEntry:
     listed_by: str
     expires_on: date | None
     removed_on: date | None
-    provenance: Provenance
 
 
 @strawberry.enum(description="Whether a credit commitment was kept.")
@@ -283,12 +275,11 @@ class FulfilmentStatus(Enum):
 
 
 @strawberry.type(description="A credit commitment (信用承诺).")
-class CreditCommitment:
+class CreditCommitment(CreditRecord):
     kind: str = strawberry.field(description="Commitment kind, e.g. 审批替代型.")
     matter: str
     signed_on: date
     fulfilment: FulfilmentStatus
-    provenance: Provenance
 
 
 @strawberry.enum(description="State of a credit repair application.")
@@ -299,14 +290,13 @@ class RepairStatus(Enum):
 
 
 @strawberry.type(description="A credit repair (信用修复) of one record.")
-class CreditRepair:
+class CreditRepair(CreditRecord):
     record_kind: str = strawberry.field(description="Kind of record repaired, e.g. 行政处罚.")
     record_reference: str = strawberry.field(description="Decision number of the repaired record.")
     applied_on: date
     repaired_on: date | None
     status: RepairStatus
     decided_by: str
-    provenance: Provenance
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,14 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 
+from gateway.catalog import Catalog
+from gateway.enforcement import PurposePolicy
 from gateway.errors import ClientError
+from gateway.policy import Policy, schema_fields
+from resolvers.entity import RECORD_TYPE
+from resolvers.masking import MaskedIdentifier
 from resolvers.query import Query
 from resolvers.scalars import SCALAR_MAP
 
@@ -27,6 +33,7 @@ def build_schema() -> strawberry.Schema:
         extensions=[
             ParserCache,
             ValidationCache,
+            PurposePolicy,
             lambda: MaskErrors(should_mask_error=is_internal, error_message="Internal error."),
         ],
     )
@@ -38,3 +45,37 @@ schema = build_schema()
 def export_sdl() -> str:
     """The SDL kept in ``schema.graphql``."""
     return schema.as_str() + "\n"
+
+
+DEFINITION_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
+
+
+def _strawberry_fields():
+    """(coordinate, strawberry field) for every object-type field of the schema."""
+    graphql_schema = schema._schema
+    for coordinate, shape in schema_fields(graphql_schema).items():
+        field_def = graphql_schema.type_map[shape.parent].fields[coordinate.split(".", 1)[1]]
+        yield coordinate, field_def.extensions.get(DEFINITION_BACKREF)
+
+
+def source_record_types() -> dict[str, str]:
+    """Coordinates of source-backed fields -> the record type each loads."""
+    return {
+        coordinate: field.metadata[RECORD_TYPE]
+        for coordinate, field in _strawberry_fields()
+        if field is not None and RECORD_TYPE in (field.metadata or {})
+    }
+
+
+def masked_fields() -> set[str]:
+    """Coordinates of fields that apply identifier masks."""
+    return {
+        coordinate for coordinate, field in _strawberry_fields()
+        if field is not None and any(isinstance(e, MaskedIdentifier) for e in field.extensions)
+    }
+
+
+def build_policy(catalog: Catalog) -> Policy:
+    """The catalog checked against this schema (``ConfigurationError`` if it
+    leaves a field undecided or cannot be enforced)."""
+    return Policy(catalog, schema_fields(schema._schema), source_record_types(), masked_fields())

@@ -63,3 +63,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
             pytest.fail(f"CI must provide {kind}: {problem}")
         pytest.skip(problem)
     return SERVER_URLS[kind]
+
+
+@pytest.fixture(scope="session")
+def population():
+    from tests.gateway_fixtures import DEMO_PERSONS, DEMO_SIZE, TODAY
+    from demo.population import build_population
+
+    return build_population(DEMO_SIZE, DEMO_PERSONS, today=TODAY)
+
+
+@pytest.fixture(scope="session")
+def demo_settings(tmp_path_factory, population):
+    """Settings for the demo databases, made once per test session."""
+    from demo.generate import create_demo_data
+    from gateway.settings import load_settings
+    from tests.gateway_fixtures import DEMO_PERSONS, DEMO_SIZE, TODAY
+
+    config = create_demo_data(
+        tmp_path_factory.mktemp("demo"), size=DEMO_SIZE, persons=DEMO_PERSONS, today=TODAY
+    )
+    return load_settings(config, env={})

@@ -1,20 +1,28 @@
-"""Helpers for end-to-end tests over the demo databases."""
+"""End-to-end helpers: the demo gateway behind a test client, with demo tokens."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from datetime import date
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from starlette.testclient import TestClient
 
+from demo.issuer import DEMO_AUDIENCE, DEMO_ISSUER, ensure_signing_key, issue_token
+from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
 
+TODAY = date.today()  # row rules are evaluated on the real date
 DEMO_SIZE = 600
 DEMO_PERSONS = 40
 SOURCE_IDS = {"hz-market", "hz-tax", "hz-court", "hz-hrss", "hz-environment", "hz-credit"}
+# A client and purpose that may see every data item (row rules still apply).
+SUPERVISOR = ("hz-market-app", "SUPERVISION")
 
 
 def with_source(settings: Settings, source_id: str, **changes: Any) -> Settings:
@@ -28,6 +36,42 @@ def with_source(settings: Settings, source_id: str, **changes: Any) -> Settings:
 def with_all_sources(settings: Settings, **changes: Any) -> Settings:
     sources = tuple(dataclasses.replace(s, **changes) for s in settings.sources)
     return dataclasses.replace(settings, sources=sources)
+
+
+def demo_token(settings: Settings, client_id: str, **claims: Any) -> str:
+    """A token for ``client_id`` signed with the demo key beside the JWKS."""
+    key, _ = ensure_signing_key(Path(settings.auth.jwks_file).parent)
+    return issue_token(key, client_id=client_id, issuer=DEMO_ISSUER, audience=DEMO_AUDIENCE,
+                       **claims)
+
+
+class Gateway:
+    """A test client over ``settings`` and the registry behind it (to observe sources)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = SourceRegistry.from_settings(settings)
+        self.client = TestClient(create_app(settings, self.registry))
+
+    def __enter__(self) -> Gateway:
+        self.client.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.client.__exit__(*exc)
+
+    def post(self, query: str, as_: tuple[str, str] = SUPERVISOR,
+             headers: dict[str, str] | None = None, **variables: Any):
+        client_id, purpose = as_
+        return self.client.post("/graphql", json={"query": query, "variables": variables}, headers={
+            "Authorization": f"Bearer {demo_token(self.settings, client_id)}",
+            "X-Purpose-Of-Use": purpose, **(headers or {}),
+        })
+
+    def query(self, query: str, as_: tuple[str, str] = SUPERVISOR, **variables: Any) -> dict:
+        response = self.post(query, as_, **variables)
+        assert response.status_code == 200, response.text
+        return response.json()
 
 
 class StatementCounter:

@@ -12,6 +12,12 @@ VALID = """
 max_batch_keys = 200
 graphiql = true
 
+[auth]
+issuer = "urn:test:issuer"
+audience = "urn:test:gateway"
+jwks_file = "keys/jwks.json"
+clients_file = "clients.toml"
+
 [sources.hz-market]
 connector = "market"
 url = "sqlite+aiosqlite:///market.db"
@@ -35,6 +41,11 @@ def test_file_is_read_with_defaults(tmp_path):
     (source,) = settings.sources
     assert (source.id, source.connector, source.city) == ("hz-market", "market", "惠州")
     assert source.timeout_seconds == 2.0 and source.simulated_latency_ms == 0.0
+    assert settings.auth.issuer == "urn:test:issuer"
+    assert settings.auth.jwks_file == str(tmp_path.resolve() / "keys" / "jwks.json")
+    assert settings.auth.clients_file == str(tmp_path.resolve() / "clients.toml")
+    assert settings.auth.algorithms == ("RS256", "PS256", "ES256", "Ed25519")
+    assert settings.policy_file == ""
 
 
 def test_environment_overrides_gateway_and_source_keys(tmp_path):
@@ -44,23 +55,31 @@ def test_environment_overrides_gateway_and_source_keys(tmp_path):
         "CREDIT_GATEWAY_SOURCE_HZ_MARKET_URL": "postgresql+asyncpg://db/market",
         "CREDIT_GATEWAY_SOURCE_HZ_MARKET_TIMEOUT_SECONDS": "0.5",
         "CREDIT_GATEWAY_CONFIG": "ignored here",
+        "CREDIT_GATEWAY_AUTH_ALGORITHMS": "ES256, RS256",
         "UNRELATED": "x",
     })
     assert settings.max_batch_keys == 50 and settings.graphiql is False
     assert settings.sources[0].url == "postgresql+asyncpg://db/market"
     assert settings.sources[0].timeout_seconds == 0.5
+    assert settings.auth.algorithms == ("ES256", "RS256")
 
 
 @pytest.mark.parametrize(
     ("text", "env", "message"),
     [
-        (VALID.replace("graphiql", "graphql"), {}, r"unknown key\(s\) in \[gateway\]: \['graphql'\]"),
+        (VALID.replace("graphiql", "graphql"), {}, r"\[gateway\]: unknown key\(s\) \['graphql'\]"),
         (VALID + 'colour = "red"\n', {}, r"\[sources.hz-market\]: unknown key\(s\) \['colour'\]"),
         (VALID.replace('city = "惠州"\n', ""), {}, r"missing key\(s\) \['city'\]"),
         (VALID.replace("max_batch_keys = 200", 'max_batch_keys = "many"'), {}, "max_batch_keys must be int"),
         (VALID.replace("max_batch_keys = 200", "max_batch_keys = 0"), {}, "max_batch_keys must be at least 1"),
         (VALID.replace("timeout_seconds = 2", "timeout_seconds = -1"), {}, "must not be negative"),
-        ("[gateway]\n", {}, "no \\[sources.<id>\\] tables"),
+        (VALID.split("[sources.")[0], {}, "no \\[sources.<id>\\] tables"),
+        (VALID.replace("[auth]", "[other_auth]"), {}, r"unknown section\(s\) \['other_auth'\]"),
+        ("[gateway]\n[sources.x]\n", {}, r"no \[auth\] table"),
+        (VALID.replace('jwks_file = "keys/jwks.json"', 'jwks_url = "https://idp/jwks"\njwks_file = "k"'), {},
+         "set exactly one of jwks_file and jwks_url"),
+        (VALID.replace('audience = "urn:test:gateway"\n', ""), {}, r"\[auth\]: missing key\(s\) \['audience'\]"),
+        (VALID.replace('clients_file = "clients.toml"', "clients_file = 3"), {}, "clients_file must be str"),
         ("[gateway\n", {}, "is not valid TOML"),
         ("[other]\n", {}, r"unknown section\(s\) \['other'\]"),
         (VALID, {"CREDIT_GATEWAY_MAX_BATCH": "5"}, "CREDIT_GATEWAY_MAX_BATCH is not a gateway setting"),

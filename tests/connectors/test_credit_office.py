@@ -1,5 +1,6 @@
 """The credit office connector maps the double-publicity tables, lists,
-commitments and repairs; penalties carry the date of their approved repair."""
+commitments, repairs and financing authorizations; penalties carry the date
+of their approved repair."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import demo.credit_office
 from connectors.credit_office import (
     CreditOfficeConnector,
+    authorizations,
     commitments,
     credit_lists,
     licences,
@@ -18,7 +20,9 @@ from connectors.credit_office import (
     penalties,
     repairs,
 )
+from demo.credit_office import BANKS
 from demo.population import build_population
+from gateway.codes import validate_uscc
 from gateway.errors import BadSourceData
 from resolvers.records import (
     CreditListKind,
@@ -38,6 +42,9 @@ PERSON = "440524188001010014"
 MISSING = "91110000600037341L"
 ORGAN = "惠州市市场监督管理局"
 ORGAN_CODE = "11441300202466335X"
+BANK, BANK_NAME = "91441300MA4URFQ13W", "中国工商银行股份有限公司惠州分行"
+OTHER_BANK = "91441300MA4W7K2H84"
+ALL_CATEGORIES = frozenset({"tax", "social_insurance", "environment"})
 
 
 def licence_row(code: str, **overrides):
@@ -57,6 +64,14 @@ def penalty_row(code: str, number: str, **overrides):
         "cfyj": "《中华人民共和国食品安全法》第一百二十四条", "cflb": "03,04",
         "fkje": Decimal("12.5"), "mswfsd": Decimal("0.35"), "cfjdrq": "20250602",
         "gsjzq": "20260602", "yzcd": "2", "cfjg": ORGAN, "cfjgdm": ORGAN_CODE, "sjly": ORGAN,
+    }
+    return {**row, **overrides}
+
+
+def authorization_row(code: str, number: str, **overrides):
+    row = {
+        "sqbh": number, "dm": code, "bsqjg_dm": BANK, "bsqjg_mc": BANK_NAME, "sqyt": "03",
+        "sjlb": "SW,SB,HB", "qsrq": "20250301", "jzrq": "20260228", "cxrq": None,
     }
     return {**row, **overrides}
 
@@ -178,6 +193,66 @@ async def test_lists_commitments_and_repairs(database_url):
     assert approved.decided_by == "惠州市发展和改革局"
 
 
+async def test_authorizations_are_mapped_newest_first(database_url):
+    connector = await connector_over(CreditOfficeConnector, database_url, metadata, {
+        authorizations: [
+            authorization_row(A, "SQ2024001", qsrq="20240115", jzrq="20250114",
+                              sjlb="SW, HB"),
+            authorization_row(A, "SQ2025001"),
+            authorization_row(A, "SQ2025002", qsrq="20250601", jzrq="20270531", cxrq="20251010",
+                              bsqjg_dm=OTHER_BANK.lower(), bsqjg_mc="惠州农村商业银行股份有限公司",
+                              sjlb="SB"),
+            authorization_row(B, "SQ2025003"),
+        ],
+    })
+    try:
+        missing, a, b = await connector.load_authorizations([MISSING, A, B])
+    finally:
+        await connector.aclose()
+    assert missing == []
+    assert [x.number for x in a] == ["SQ2025002", "SQ2025001", "SQ2024001"]
+    revoked, current, old = a
+    assert current.enterprise_uscc == A and current.purpose == "FINANCING"
+    assert current.grantee_code == BANK and current.grantee_name == BANK_NAME
+    assert current.categories == ALL_CATEGORIES and isinstance(current.categories, frozenset)
+    assert current.valid_from == date(2025, 3, 1) and current.valid_to == date(2026, 2, 28)
+    assert current.revoked_on is None
+    assert old.categories == frozenset({"tax", "environment"})
+    assert old.valid_from == date(2024, 1, 15) and old.valid_to == date(2025, 1, 14)
+    assert revoked.revoked_on == date(2025, 10, 10)
+    assert revoked.grantee_code == OTHER_BANK  # normalized to the registry's upper case
+    assert revoked.categories == frozenset({"social_insurance"})
+    (only,) = b
+    assert only.number == "SQ2025003" and only.enterprise_uscc == B
+
+
+async def test_authorization_covers_its_bank_categories_and_days_only(database_url):
+    connector = await connector_over(CreditOfficeConnector, database_url, metadata, {
+        authorizations: [
+            authorization_row(A, "SQ1", sjlb="SW,SB"),
+            authorization_row(B, "SQ2", cxrq="20250801"),
+        ],
+    })
+    try:
+        ((partial,), (revoked,)) = await connector.load_authorizations([A, B])
+    finally:
+        await connector.aclose()
+
+    def covers(auth, day, bank=BANK, purpose="FINANCING", category="tax"):
+        return auth.covers(bank, purpose, category, day)
+
+    # Validity is inclusive at both ends.
+    assert covers(partial, date(2025, 3, 1)) and covers(partial, date(2026, 2, 28))
+    assert covers(partial, date(2025, 9, 1), category="social_insurance")
+    assert not covers(partial, date(2025, 2, 28)) and not covers(partial, date(2026, 3, 1))
+    assert not covers(partial, date(2025, 9, 1), category="environment")  # not granted
+    assert not covers(partial, date(2025, 9, 1), bank=OTHER_BANK)
+    assert not covers(partial, date(2025, 9, 1), purpose="SUPERVISION")
+    # Revocation ends it from the revocation day on.
+    assert covers(revoked, date(2025, 7, 31), category="environment")
+    assert not covers(revoked, date(2025, 8, 1)) and not covers(revoked, date(2025, 12, 1))
+
+
 @pytest.mark.parametrize("table, row, load", [
     (licences, licence_row(A, xklb="07"), "load_licences"),
     (penalties, penalty_row(A, "惠市监罚〔2025〕1号", cflb="03,14"), "load_penalties"),
@@ -188,6 +263,12 @@ async def test_lists_commitments_and_repairs(database_url):
     (commitments, {"dm": A, "cnlx": "主动型", "cnsx": "x", "qsrq": "20250101", "lxzt": "3"},
      "load_commitments"),
     (repairs, repair_row(A, "x", "9", None), "load_repairs"),
+    (authorizations, authorization_row(A, "SQ1", sqyt="09"), "load_authorizations"),
+    (authorizations, authorization_row(A, "SQ1", sqyt="FI"), "load_authorizations"),
+    (authorizations, authorization_row(A, "SQ1", sjlb="SW,GJJ"), "load_authorizations"),
+    (authorizations, authorization_row(A, "SQ1", sjlb=""), "load_authorizations"),
+    (authorizations, authorization_row(A, "SQ1", jzrq=""), "load_authorizations"),
+    (authorizations, authorization_row(A, "SQ1", cxrq="20250230"), "load_authorizations"),
 ])
 async def test_unknown_legacy_code_is_bad_source_data(database_url, table, row, load):
     connector = await connector_over(CreditOfficeConnector, database_url, metadata, {table: [row]})
@@ -253,3 +334,66 @@ async def test_demo_rows_produce_each_case(tmp_path):
     assert all(lic.valid_from == lic.decided_on for lic in licensed["licensed"])
     (person_penalty,) = person_penalties
     assert person_penalty.subject_name == person.name
+
+
+async def test_demo_financing_showcases(tmp_path):
+    population = build_population(size=60, persons=20, today=date(2026, 11, 28))
+    today = population.today
+    connector = await connector_over(
+        CreditOfficeConnector, f"sqlite+aiosqlite:///{tmp_path / 'credit.db'}", metadata,
+        dict(demo.credit_office.rows(population)),
+    )
+    cases = ("financing_authorized", "financing_expired", "financing_revoked", "clean")
+    try:
+        granted = dict(zip(cases, await connector.load_authorizations(
+            [population.showcase[c].uscc for c in cases]
+        )))
+    finally:
+        await connector.aclose()
+    bank, bank_name = BANKS["bank-icbc-huizhou"]
+    other_bank = BANKS["bank-hzrcb"][0]
+    for case in cases[:3]:
+        (auth,) = granted[case]
+        assert auth.enterprise_uscc == population.showcase[case].uscc
+        assert auth.grantee_code == bank and auth.grantee_name == bank_name
+        assert auth.purpose == "FINANCING" and auth.categories == ALL_CATEGORIES
+        assert auth.valid_from < auth.valid_to
+        assert not any(auth.covers(other_bank, "FINANCING", c, today) for c in ALL_CATEGORIES)
+    (valid,) = granted["financing_authorized"]
+    assert valid.valid_from <= today <= valid.valid_to and valid.revoked_on is None
+    assert all(valid.covers(bank, "FINANCING", c, today) for c in ALL_CATEGORIES)
+    (expired,) = granted["financing_expired"]
+    assert expired.valid_to < today and expired.revoked_on is None
+    assert expired.covers(bank, "FINANCING", "tax", expired.valid_to)
+    assert not any(expired.covers(bank, "FINANCING", c, today) for c in ALL_CATEGORIES)
+    (revoked,) = granted["financing_revoked"]
+    assert revoked.valid_from < revoked.revoked_on < today <= revoked.valid_to
+    assert revoked.covers(bank, "FINANCING", "tax", revoked.revoked_on - timedelta(days=1))
+    assert not any(revoked.covers(bank, "FINANCING", c, today) for c in ALL_CATEGORIES)
+    assert granted["clean"] == []
+
+
+async def test_demo_authorizations_vary_over_both_banks(tmp_path):
+    assert [validate_uscc(code) for code, _ in BANKS.values()] == [BANK, OTHER_BANK]
+    population = build_population(size=400, persons=20, today=date(2026, 11, 28))
+    today = population.today
+    connector = await connector_over(
+        CreditOfficeConnector, f"sqlite+aiosqlite:///{tmp_path / 'credit.db'}", metadata,
+        {authorizations: dict(demo.credit_office.rows(population))[authorizations]},
+    )
+    try:
+        found = await connector.load_authorizations([e.uscc for e in population.enterprises])
+    finally:
+        await connector.aclose()
+
+    def state(auth):
+        if auth.revoked_on is not None and auth.revoked_on <= today:
+            return "revoked"
+        return "expired" if auth.valid_to < today else "valid"
+
+    everything = [auth for auths in found for auth in auths]
+    seen = {(auth.grantee_code, state(auth)) for auth in everything}
+    states = ("valid", "expired", "revoked")
+    assert seen == {(code, s) for code, _ in BANKS.values() for s in states}
+    assert any(auth.categories < ALL_CATEGORIES for auth in everything)
+    assert all(auth.categories and auth.categories <= ALL_CATEGORIES for auth in everything)

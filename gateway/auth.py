@@ -1,0 +1,371 @@
+"""Bearer-token authentication: who is calling.
+
+Clients send an OAuth 2.0 access token in the JWT profile of RFC 9068::
+
+    Authorization: Bearer <header>.<payload>.<signature>
+
+``TokenVerifier.verify`` returns the token's claims once its signature
+verifies against the issuer's keys (a JWKS file read at start-up, or a JWKS
+URL fetched and cached) and authlib's RFC 9068 resource-server validator
+accepts its claims. Every failure, whatever its cause, is an ``AuthError``
+(HTTP 401) whose description tells the client what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+from authlib.oauth2.rfc6750.errors import InvalidTokenError
+from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
+from authlib.oauth2.rfc9068.claims import JWTAccessTokenClaims, JWTAccessTokenClaimsValidator
+from joserfc import jwt
+from joserfc.errors import (
+    BadSignatureError,
+    ExceededSizeError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    InvalidKeyCurveError,
+    InvalidKeyIdError,
+    InvalidKeyTypeError,
+    JoseError,
+    KeyParameterError,
+    MissingClaimError,
+    MissingKeyError,
+    UnsupportedAlgorithmError,
+)
+from joserfc.jwk import KeySet
+from joserfc.jws import JWSRegistry
+from joserfc.util import json_b64decode
+
+from gateway.errors import ConfigurationError
+from gateway.settings import AuthSettings
+
+logger = logging.getLogger(__name__)
+
+REALM = "credit-gateway"
+#: RFC 9068 §4: the ``typ`` header of a JWT access token (compared case-insensitively).
+ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
+#: Clock skew tolerated between the issuer and the gateway for ``exp``, ``nbf`` and ``iat``.
+LEEWAY_SECONDS = 30
+#: Longest token accepted; joserfc's own size limits apply within it.
+MAX_TOKEN_LENGTH = 16_384
+JWKS_FETCH_TIMEOUT_SECONDS = 5.0
+
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+# RFC 6750 §3: error_description is restricted to %x20-21 / %x23-5B / %x5D-7E.
+_NOT_HEADER_SAFE = re.compile(r'[^\x20-\x21\x23-\x5b\x5d-\x7e]')
+
+
+class AuthError(Exception):
+    """The caller is not authenticated: answer with ``status`` and ``headers()``.
+
+    ``error`` is an RFC 6750 error code (``"invalid_token"``), or ``None``
+    when the request carried no bearer credentials at all (RFC 6750 §3.1:
+    then no error code is sent). ``description`` is written for the client.
+    """
+
+    def __init__(self, status: int, error: str | None, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+
+    def headers(self) -> dict[str, str]:
+        """The ``WWW-Authenticate`` challenge for the response."""
+        params = [f'realm="{REALM}"']
+        if self.error:
+            description = _NOT_HEADER_SAFE.sub("?", self.description.replace('"', "'"))
+            params += [f'error="{self.error}"', f'error_description="{description}"']
+        return {"WWW-Authenticate": "Bearer " + ", ".join(params)}
+
+
+def _invalid(description: str) -> AuthError:
+    return AuthError(401, "invalid_token", description)
+
+
+def _show(value: object, limit: int = 64) -> str:
+    """A client-supplied value, quoted and shortened, for a description."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _ClaimsRegistry(JWTAccessTokenClaimsValidator):
+    def validate_client_id(self, value: object) -> None:
+        # the gateway looks the caller up by client_id: it must be a string
+        if not isinstance(value, str):
+            raise InvalidClaimError("client_id", "Claim 'client_id' must be a string")
+        self.check_value("client_id", value)
+
+
+class _AccessTokenClaims(JWTAccessTokenClaims):
+    registry_cls = _ClaimsRegistry
+
+    def validate(self, now: int | None = None, leeway: int = LEEWAY_SECONDS) -> None:
+        super().validate(now=now, leeway=leeway)
+
+
+class _AccessTokenValidator(JWTBearerTokenValidator):
+    """authlib's RFC 9068 validator with the gateway's key set and algorithm allow-list.
+
+    ``authenticate_token`` is overridden only because authlib's decodes
+    without an allow-list; ``validate_token`` (claims, ``typ``) is authlib's.
+    Both raise authlib's ``InvalidTokenError`` chained to the joserfc error.
+    """
+
+    def __init__(self, settings: AuthSettings) -> None:
+        super().__init__(issuer=settings.issuer, resource_server=settings.audience, realm=REALM)
+        self.algorithms = list(settings.algorithms)
+        self.keys = KeySet([])
+
+    def get_jwks(self) -> KeySet:
+        return self.keys
+
+    def authenticate_token(self, token_string: str) -> _AccessTokenClaims:
+        try:
+            token = jwt.decode(token_string, self.get_jwks(), algorithms=self.algorithms)
+        except JoseError as exc:
+            raise InvalidTokenError(realm=self.realm) from exc
+        options = {  # RFC 9068 §2.2: the claims every access token carries
+            "iss": {"essential": True, "value": self.issuer},
+            "exp": {"essential": True},
+            "aud": {"essential": True, "value": self.resource_server},
+            "sub": {"essential": True},
+            "client_id": {"essential": True},
+            "iat": {"essential": True},
+            "jti": {"essential": True},
+        }
+        return _AccessTokenClaims(token.claims, token.header, options)
+
+
+class TokenVerifier:
+    """Verifies bearer access tokens against ``AuthSettings``.
+
+    With ``jwks_url`` the key set is fetched on first use and again when a
+    token names an unknown ``kid`` (key rotation), at most once per
+    ``jwks_min_refetch_seconds``; a failed fetch keeps the previous keys.
+    ``transport`` and ``clock`` (monotonic seconds) are for tests.
+    Raises ``ConfigurationError`` for unusable settings or JWKS file.
+    """
+
+    def __init__(
+        self,
+        settings: AuthSettings,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        _check_algorithms(settings.algorithms)
+        if bool(settings.jwks_file) == bool(settings.jwks_url):
+            raise ConfigurationError("[auth]: set exactly one of jwks_file and jwks_url")
+        self._settings = settings
+        self._validator = _AccessTokenValidator(settings)
+        self._clock = clock
+        self._lock = anyio.Lock()
+        self._last_fetch: float | None = None
+        self._client: httpx2.AsyncClient | None = None
+        if settings.jwks_url:
+            _check_jwks_url(settings.jwks_url)
+            self._client = httpx2.AsyncClient(
+                transport=transport, timeout=JWKS_FETCH_TIMEOUT_SECONDS, follow_redirects=False
+            )
+        else:
+            self._validator.keys = _load_jwks_file(Path(settings.jwks_file))
+
+    async def verify(self, authorization: str | None) -> dict[str, Any]:
+        """The claims of the valid token in ``authorization`` (the header value).
+
+        Raises ``AuthError`` (401) for a missing or malformed header and for
+        any token that is not acceptable.
+        """
+        token = _bearer_token(authorization)
+        header = _peek_header(token, self._settings.algorithms)
+        await self._ensure_key(header.get("kid"))
+        try:
+            claims = self._validator.authenticate_token(token)
+            self._validator.validate_token(claims, None, None)
+        except InvalidTokenError as exc:
+            raise _invalid(self._describe(exc, header)) from exc
+        except (JoseError, ValueError, TypeError, RecursionError) as exc:  # defensive: never a 500
+            logger.warning("unexpected error validating a token: %r", exc)
+            raise _invalid("token is malformed") from exc
+        return dict(claims)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client used for the JWKS URL."""
+        if self._client is not None:
+            await self._client.aclose()
+
+    def _known_kids(self) -> set[str | None]:
+        return {key.kid for key in self._validator.keys.keys}
+
+    async def _ensure_key(self, kid: str | None) -> None:
+        """Fetch the JWKS URL if ``kid`` is not in the cached set, rate permitting."""
+        if self._client is None or self._has_key(kid):
+            return
+        async with self._lock:  # concurrent callers wait for one fetch
+            if self._has_key(kid):
+                return
+            now = self._clock()
+            interval = self._settings.jwks_min_refetch_seconds
+            if self._last_fetch is not None and now - self._last_fetch < interval:
+                return
+            self._last_fetch = now
+            await self._fetch_jwks()
+
+    def _has_key(self, kid: str | None) -> bool:
+        # a token without kid can use a set that has any key (joserfc picks the only one)
+        kids = self._known_kids()
+        return bool(kids) and (kid is None or kid in kids)
+
+    async def _fetch_jwks(self) -> None:
+        assert self._client is not None
+        url = self._settings.jwks_url
+        try:
+            response = await self._client.get(url, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            keys = _parse_jwks(response.json())
+        except (httpx2.HTTPError, ValueError) as exc:
+            logger.warning("JWKS %s could not be fetched, keeping the previous keys: %s", url, exc)
+            return
+        logger.info("JWKS %s fetched: key ids %s", url, sorted(str(k.kid) for k in keys.keys))
+        self._validator.keys = keys
+
+    def _describe(self, exc: InvalidTokenError, header: dict[str, Any]) -> str:
+        """What is wrong with the token, from the joserfc error behind ``exc``."""
+        cause = exc.__cause__
+        alg, kid = header["alg"], header.get("kid")
+        if isinstance(cause, ExpiredTokenError):
+            return "token has expired"
+        if isinstance(cause, MissingClaimError):
+            return f"token lacks required claim(s): {cause.claim.replace(',', ', ')}"
+        if isinstance(cause, InvalidClaimError):
+            if cause.claim == "aud":
+                return f"token audience is not {self._settings.audience}"
+            if cause.claim == "iss":
+                return f"token issuer is not {self._settings.issuer}"
+            if cause.claim == "typ":
+                return "token type (typ header) is not at+jwt"
+            default = InvalidClaimError.description.format(cause.claim)
+            text = cause.description
+            detail = "" if text == default else ": " + text[:1].lower() + text[1:]
+            return f"token claim {cause.claim} is invalid{detail}"
+        if isinstance(cause, UnsupportedAlgorithmError):
+            return f"algorithm {_show(alg)} is not accepted"
+        known = self._known_kids()
+        if isinstance(cause, (InvalidKeyIdError, MissingKeyError)) and kid not in known:
+            if not known:
+                return f"token key id {_show(kid)} cannot be checked: the issuer's key set could not be fetched"
+            if kid is None:
+                return "token has no key id (kid) and the issuer has several keys"
+            return f"token signed with unknown key id {_show(kid)}"
+        if isinstance(cause, (InvalidKeyIdError, KeyParameterError, InvalidKeyCurveError)):
+            return f"key {_show(kid)} cannot verify {_show(alg)} signatures"
+        if isinstance(cause, BadSignatureError):
+            return "token signature is invalid"
+        if isinstance(cause, ExceededSizeError):
+            return "token is too large"
+        if isinstance(cause, JoseError):
+            return f"token is malformed: {cause.description or cause.error}"
+        return exc.get_error_description()
+
+
+def _bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer`` header value."""
+    if authorization is None or not authorization.strip():
+        raise AuthError(401, None, "authentication required: send 'Authorization: Bearer <access token>'")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        # RFC 6750 §3.1: an unsupported scheme is no bearer credential: no error code
+        raise AuthError(401, None, f"authentication scheme {_show(scheme, 24)} is not supported: use Bearer")
+    token = token.strip()
+    if not token:
+        raise _invalid("Authorization header has no bearer token")
+    return token
+
+
+def _peek_header(token: str, algorithms: Collection[str]) -> dict[str, Any]:
+    """The JOSE header of a compact JWS, checked before any key is looked up.
+
+    Rejects early (and without a JWKS fetch) what can never be accepted:
+    anything but a compact JWS, an algorithm not in ``algorithms`` and a
+    ``typ`` other than ``at+jwt``. The signature is not checked here.
+    """
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise _invalid("token is too large")
+    if not _COMPACT_JWS.fullmatch(token):
+        raise _invalid("token is malformed: not a signed JWT (three base64url parts separated by dots)")
+    segment = token.partition(".")[0]
+    if len(segment) > JWSRegistry.max_header_length:
+        raise _invalid("token is malformed: its header is too large")
+    try:
+        header = json_b64decode(segment.encode("ascii"))
+    except (ValueError, RecursionError):
+        header = None
+    if not isinstance(header, dict):
+        raise _invalid("token is malformed: its header is not a base64url-encoded JSON object")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or not alg:
+        raise _invalid("token is malformed: its header has no alg")
+    if alg not in algorithms:
+        raise _invalid(f"algorithm {_show(alg)} is not accepted")
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+        shown = "missing" if typ is None else _show(typ)
+        raise _invalid(f"token type (typ header) is {shown}, not at+jwt: not an RFC 9068 access token")
+    if "kid" in header and not isinstance(header["kid"], str):
+        raise _invalid("token is malformed: its kid is not a string")
+    return header
+
+
+def _check_algorithms(algorithms: Collection[str]) -> None:
+    if not algorithms:
+        raise ConfigurationError("[auth]: algorithms must not be empty")
+    for alg in algorithms:
+        if alg.lower() == "none":
+            raise ConfigurationError("[auth]: algorithm 'none' can never be accepted")
+        if alg not in JWSRegistry.algorithms:
+            raise ConfigurationError(
+                f"[auth]: algorithm {alg!r} is not a JWS algorithm; known: {sorted(JWSRegistry.algorithms)}"
+            )
+
+
+def _check_jwks_url(url: str) -> None:
+    try:
+        parsed = httpx2.URL(url)
+    except (httpx2.InvalidURL, ValueError, TypeError):
+        raise ConfigurationError(f"[auth]: jwks_url {url!r} is not a URL") from None
+    local = parsed.host in ("localhost", "127.0.0.1", "::1")
+    if parsed.scheme != "https" and not (parsed.scheme == "http" and local):
+        raise ConfigurationError(f"[auth]: jwks_url {url!r} must use https (http only for localhost)")
+
+
+def _parse_jwks(data: object) -> KeySet:
+    """A key set from parsed JWKS JSON; ``ValueError`` says what is wrong."""
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise ValueError('not a JWKS: expected a JSON object with a "keys" list')
+    if not data["keys"] or not all(isinstance(key, dict) for key in data["keys"]):
+        raise ValueError('not a JWKS: "keys" must be a non-empty list of JWK objects')
+    try:
+        return KeySet.import_key_set(data)  # type: ignore[arg-type]
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"invalid key in JWKS: {exc}") from exc
+
+
+def _load_jwks_file(path: Path) -> KeySet:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return _parse_jwks(data)
+    except FileNotFoundError:
+        raise ConfigurationError(f"[auth]: jwks_file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigurationError(f"[auth]: jwks_file {path} cannot be read: {exc.strerror}") from None
+    except ValueError as exc:  # includes json.JSONDecodeError
+        raise ConfigurationError(f"[auth]: jwks_file {path}: {exc}") from None

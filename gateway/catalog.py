@@ -1,0 +1,240 @@
+"""The purpose-of-use policy catalog: one TOML file, validated strictly.
+
+Format (see ``gateway/policy.toml``, the catalog the gateway ships with)::
+
+    [purposes.PUBLIC_DISCLOSURE]
+    name = "公示查询"
+
+    [masks.resident_id]               # a masking rule for resident ID numbers
+    kind = "resident_id"
+    keep_start = 6                    # characters kept at the start ...
+    keep_end = 4                      # ... and at the end; the rest becomes '*'
+    full_for = ["JOINT_PUNISHMENT"]   # purposes that see the full number
+
+    [rows.penalty_publicity]          # a row rule: which records of a list a purpose sees
+    kind = "publicity_window"         # publicity_window | active_period | value_in
+    ...                               # kind-specific keys, see ROW_RULE_KEYS
+
+    [items.penalties]                 # a data item: fields that share one decision
+    name = "行政处罚信息"
+    class = "public"                  # public | government_shared | authorized | internal
+    purposes = ["PUBLIC_DISCLOSURE", "LICENSING_REVIEW"]   # or "all"
+    authorized_purposes = ["FINANCING"]   # allowed only with the subject's authorization ...
+    authorization_category = "tax"        # ... for this data category
+    mask = "resident_id"              # optional masking rule for the item's fields
+    rows = ["penalty_publicity"]      # optional row rules for the item's record lists
+    fields = ["Entity.penalties", "Penalty.decisionNumber"]
+
+Every object-type field of the schema must belong to exactly one item; the
+check against the schema is ``gateway.policy.check_catalog``. Unknown keys,
+purposes, masks, rules or classes are ``ConfigurationError``s naming them.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigurationError
+
+DEFAULT_CATALOG = Path(__file__).with_name("policy.toml")
+DISCLOSURE_CLASSES = ("public", "government_shared", "authorized", "internal")
+ROW_RULE_KEYS: dict[str, dict[str, bool]] = {
+    # key -> required?
+    "publicity_window": {
+        "kind": True, "date": True, "severity": True, "repaired": False,
+        "max_days": True, "not_public": True, "public_purposes": True,
+        "default_severity": False, "exempt_purposes": True,
+    },
+    "active_period": {"kind": True, "removed": True, "expires": False, "exempt_purposes": True},
+    "value_in": {"kind": True, "attribute": True, "allowed": True},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Purpose:
+    code: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class MaskRule:
+    id: str
+    keep_start: int
+    keep_end: int
+    full_for: frozenset[str]
+
+    def apply(self, value: str | None) -> str | None:
+        if value is None or len(value) <= self.keep_start + self.keep_end:
+            return value
+        hidden = len(value) - self.keep_start - self.keep_end
+        return value[: self.keep_start] + "*" * hidden + value[len(value) - self.keep_end:]
+
+
+@dataclass(frozen=True, slots=True)
+class RowRule:
+    id: str
+    kind: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    id: str
+    name: str
+    disclosure_class: str
+    purposes: frozenset[str]
+    authorized_purposes: frozenset[str]
+    authorization_category: str | None
+    mask: str | None
+    rows: tuple[str, ...]
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    purposes: dict[str, Purpose]
+    masks: dict[str, MaskRule]
+    rows: dict[str, RowRule]
+    items: dict[str, Item]
+
+    def item_of(self) -> dict[str, Item]:
+        """Field coordinate (``Type.field``) -> its item."""
+        return {coordinate: item for item in self.items.values() for coordinate in item.fields}
+
+
+def _strict(where: str, table: Any, required: set[str], optional: set[str]) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{where}: must be a table")
+    unknown = set(table) - required - optional
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown key(s) {sorted(unknown)}")
+    missing = required - set(table)
+    if missing:
+        raise ConfigurationError(f"{where}: missing key(s) {sorted(missing)}")
+    return table
+
+
+def _strings(where: str, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigurationError(f"{where}: {key} must be a list of strings")
+    return tuple(value)
+
+
+def _purpose_set(where: str, key: str, value: Any, purposes: dict[str, Purpose]) -> frozenset[str]:
+    if value == "all":
+        return frozenset(purposes)
+    codes = _strings(where, key, value)
+    unknown = sorted(set(codes) - set(purposes))
+    if unknown:
+        raise ConfigurationError(f"{where}: {key} names unknown purpose(s) {unknown}")
+    return frozenset(codes)
+
+
+def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalog:
+    """Validate a parsed catalog (not yet against the schema)."""
+    _strict(where, data, {"purposes", "items"}, {"masks", "rows"})
+    purposes = {}
+    for code, table in data["purposes"].items():
+        table = _strict(f"{where} [purposes.{code}]", table, {"name"}, set())
+        purposes[code] = Purpose(code, table["name"])
+
+    masks = {}
+    for mask_id, table in data.get("masks", {}).items():
+        section = f"{where} [masks.{mask_id}]"
+        table = _strict(section, table, {"kind", "keep_start", "keep_end", "full_for"}, set())
+        if table["kind"] != "resident_id":
+            raise ConfigurationError(f"{section}: unknown mask kind {table['kind']!r}")
+        if not all(isinstance(table[k], int) and table[k] >= 0 for k in ("keep_start", "keep_end")):
+            raise ConfigurationError(f"{section}: keep_start and keep_end must be whole numbers")
+        if table["keep_start"] > 6:
+            raise ConfigurationError(f"{section}: keep_start over 6 would show the birth date")
+        if table["keep_end"] > 4:
+            raise ConfigurationError(f"{section}: keep_end over 4 would show the birth date")
+        masks[mask_id] = MaskRule(
+            mask_id, table["keep_start"], table["keep_end"],
+            _purpose_set(section, "full_for", table["full_for"], purposes),
+        )
+
+    rows = {}
+    for rule_id, table in data.get("rows", {}).items():
+        section = f"{where} [rows.{rule_id}]"
+        if not isinstance(table, dict) or table.get("kind") not in ROW_RULE_KEYS:
+            raise ConfigurationError(
+                f"{section}: kind must be one of {sorted(ROW_RULE_KEYS)}"
+            )
+        spec = ROW_RULE_KEYS[table["kind"]]
+        table = _strict(section, table, {k for k, req in spec.items() if req},
+                        {k for k, req in spec.items() if not req})
+        options = dict(table)
+        for key in ("exempt_purposes", "public_purposes"):
+            if key in options:
+                options[key] = _purpose_set(section, key, options[key], purposes)
+        if table["kind"] == "value_in":
+            allowed = _strict(f"{section} allowed", table["allowed"], set(), set(purposes))
+            options["allowed"] = {p: frozenset(_strings(section, f"allowed.{p}", v))
+                                  for p, v in allowed.items()}
+        if table["kind"] == "publicity_window":
+            max_days = table["max_days"]
+            if not isinstance(max_days, dict) or not all(
+                isinstance(v, int) and v >= 0 for v in max_days.values()
+            ):
+                raise ConfigurationError(f"{section}: max_days maps severities to whole days")
+            options["not_public"] = frozenset(_strings(section, "not_public", table["not_public"]))
+        rows[rule_id] = RowRule(rule_id, table["kind"], options)
+
+    items = {}
+    seen: dict[str, str] = {}
+    for item_id, table in data["items"].items():
+        section = f"{where} [items.{item_id}]"
+        table = _strict(section, table, {"name", "class", "purposes", "fields"},
+                        {"authorized_purposes", "authorization_category", "mask", "rows"})
+        if table["class"] not in DISCLOSURE_CLASSES:
+            raise ConfigurationError(
+                f"{section}: class {table['class']!r} is not one of {list(DISCLOSURE_CLASSES)}"
+            )
+        authorized = _purpose_set(section, "authorized_purposes",
+                                  table.get("authorized_purposes", []), purposes)
+        category = table.get("authorization_category")
+        if bool(authorized) != (category is not None):
+            raise ConfigurationError(
+                f"{section}: authorized_purposes and authorization_category go together"
+            )
+        allowed = _purpose_set(section, "purposes", table["purposes"], purposes)
+        if allowed & authorized:
+            raise ConfigurationError(
+                f"{section}: {sorted(allowed & authorized)} are both unconditional and authorized"
+            )
+        mask = table.get("mask")
+        if mask is not None and mask not in masks:
+            raise ConfigurationError(f"{section}: unknown mask {mask!r}")
+        rule_ids = _strings(section, "rows", table.get("rows", []))
+        unknown_rules = sorted(set(rule_ids) - set(rows))
+        if unknown_rules:
+            raise ConfigurationError(f"{section}: unknown row rule(s) {unknown_rules}")
+        fields = _strings(section, "fields", table["fields"])
+        for coordinate in fields:
+            if coordinate in seen:
+                raise ConfigurationError(
+                    f"{section}: field {coordinate} already belongs to item {seen[coordinate]!r}"
+                )
+            seen[coordinate] = item_id
+        items[item_id] = Item(
+            item_id, table["name"], table["class"], allowed, authorized, category,
+            mask, rule_ids, fields,
+        )
+    return Catalog(purposes, masks, rows, items)
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Read the catalog at ``path`` (default: the packaged ``policy.toml``)."""
+    path = Path(path) if path else DEFAULT_CATALOG
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"policy catalog {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"policy catalog {path} is not valid TOML: {exc}") from None
+    return parse_catalog(data, f"policy catalog {path}")

@@ -1,0 +1,298 @@
+"""Enforcing the purpose-of-use decision on a GraphQL operation.
+
+Before execution, ``plan_operation`` walks the operation (through aliases,
+named and inline fragments, fragments on interfaces, ``@skip``/``@include``)
+and finds every selected field the purpose may not use. The document is then
+executed without those fields, so a denied field is never resolved and its
+source never called. Afterwards each denied field is put back as ``null``,
+in its place, with a ``FORBIDDEN_FOR_PURPOSE`` error at its path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import (
+    BooleanValueNode,
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLObjectType,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+    is_abstract_type,
+)
+from graphql import ExecutionResult
+from strawberry.extensions import SchemaExtension
+
+from gateway.errors import ForbiddenForPurpose
+from gateway.policy import Decision
+
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeniedField:
+    parent_path: Path  # response keys from the root to the parent object
+    key: str  # response key (alias or name)
+    coordinate: str
+    node: FieldNode
+
+
+@dataclass
+class Plan:
+    """What to execute, and which denied fields to put back as null."""
+
+    document: DocumentNode
+    denied: list[DeniedField] = field(default_factory=list)
+    order: dict[Path, list[str]] = field(default_factory=dict)  # response keys per parent
+
+    def denied_coordinates(self) -> list[str]:
+        return sorted({d.coordinate for d in self.denied})
+
+
+def _included(node: Any, variables: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
+    for directive in node.directives or ():
+        name = directive.name.value
+        if name not in ("skip", "include"):
+            continue
+        (argument,) = [a for a in directive.arguments if a.name.value == "if"]
+        value = argument.value
+        if isinstance(value, VariableNode):
+            flag = variables.get(value.name.value, defaults.get(value.name.value))
+        else:
+            flag = isinstance(value, BooleanValueNode) and value.value
+        if (name == "skip") == bool(flag):
+            return False
+    return True
+
+
+class _Planner:
+    def __init__(self, schema: GraphQLSchema, document: DocumentNode,
+                 operation: OperationDefinitionNode, variables: Mapping[str, Any],
+                 decision: Decision) -> None:
+        self.schema = schema
+        self.decision = decision
+        self.variables = variables
+        self.defaults = {
+            d.variable.name.value: getattr(d.default_value, "value", None)
+            for d in operation.variable_definitions or ()
+        }
+        self.fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        self.plan = Plan(document)
+        self.touched: set[Path] = set()
+
+    def _possible_types(self, type_: Any) -> list[GraphQLObjectType]:
+        if is_abstract_type(type_):
+            return list(self.schema.get_possible_types(type_))
+        return [type_]
+
+    def _denied(self, type_: Any, name: str) -> str | None:
+        """The first coordinate the purpose may not use for field ``name`` on ``type_``."""
+        if name.startswith("__"):
+            return None
+        for object_type in self._possible_types(type_):
+            coordinate = f"{object_type.name}.{name}"
+            if not self.decision.permits(coordinate):
+                return coordinate
+        return None
+
+    def walk(self, selection_set: SelectionSetNode, type_: Any, path: Path,
+             included: bool) -> SelectionSetNode:
+        """Record denied fields under ``path``; return the selection set without them."""
+        kept, changed = [], False
+        order = self.plan.order.setdefault(path, []) if included else []
+        for selection in selection_set.selections:
+            visible = included and _included(selection, self.variables, self.defaults)
+            if isinstance(selection, FieldNode):
+                key = (selection.alias or selection.name).value
+                if visible and key not in order:
+                    order.append(key)
+                denied = self._denied(type_, selection.name.value)
+                if denied is not None:
+                    changed = True
+                    if visible:
+                        self.plan.denied.append(DeniedField(path, key, denied, selection))
+                        self.touched.add(path)
+                    continue
+                if selection.selection_set is not None:
+                    field_type = self._field_type(type_, selection.name.value)
+                    inner = self.walk(selection.selection_set, field_type, path + (key,), visible)
+                    if inner is not selection.selection_set:
+                        selection = FieldNode(**{**_attrs(selection), "selection_set": inner})
+                        changed = True
+                kept.append(selection)
+            elif isinstance(selection, InlineFragmentNode):
+                condition = (self.schema.get_type(selection.type_condition.name.value)
+                             if selection.type_condition else type_)
+                inner = self.walk(selection.selection_set, _narrow(type_, condition), path, visible)
+                if inner is not selection.selection_set:
+                    selection = InlineFragmentNode(**{**_attrs(selection), "selection_set": inner})
+                    changed = True
+                kept.append(selection)
+            else:  # FragmentSpreadNode: walked here for the paths, rewritten once in rewrite()
+                fragment = self.fragments[selection.name.value]
+                condition = self.schema.get_type(fragment.type_condition.name.value)
+                self.walk(fragment.selection_set, _narrow(type_, condition), path, visible)
+                kept.append(selection)
+        if not changed:
+            return selection_set
+        return SelectionSetNode(selections=tuple(kept))
+
+    def _field_type(self, type_: Any, name: str) -> Any:
+        for object_type in self._possible_types(type_):
+            field_def = object_type.fields.get(name)
+            if field_def is not None:
+                return get_named_type(field_def.type)
+        return None
+
+    def rewrite_fragments(self) -> dict[str, FragmentDefinitionNode]:
+        rewritten = {}
+        for name, fragment in self.fragments.items():
+            condition = self.schema.get_type(fragment.type_condition.name.value)
+            saved = (self.plan.denied, self.plan.order)
+            self.plan.denied, self.plan.order = [], {}
+            inner = self.walk(fragment.selection_set, condition, (), False)
+            self.plan.denied, self.plan.order = saved
+            if inner is not fragment.selection_set:
+                rewritten[name] = FragmentDefinitionNode(**{**_attrs(fragment), "selection_set": inner})
+        return rewritten
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    return {key: getattr(node, key) for key in node.keys}
+
+
+def _narrow(enclosing: Any, condition: Any) -> Any:
+    """A fragment on an interface inside a concrete type applies to that type."""
+    if condition is not None and is_abstract_type(condition) and not is_abstract_type(enclosing):
+        return enclosing
+    return condition
+
+
+def plan_operation(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None,
+    variables: Mapping[str, Any] | None, decision: Decision,
+) -> Plan | None:
+    """The plan for the operation to be executed; ``None`` when nothing is denied
+    (or the operation cannot be found: execution will report that)."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name is not None:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    if len(operations) != 1:
+        return None
+    operation = operations[0]
+    root = schema.get_root_type(operation.operation)
+    planner = _Planner(schema, document, operation, variables or {}, decision)
+    selection_set = planner.walk(operation.selection_set, root, (), True)
+    fragments = planner.rewrite_fragments()
+    if selection_set is operation.selection_set and not fragments:
+        return None
+    definitions = []
+    for definition in document.definitions:
+        if definition is operation:
+            definition = OperationDefinitionNode(
+                **{**_attrs(operation), "selection_set": selection_set}
+            )
+        elif isinstance(definition, FragmentDefinitionNode):
+            definition = fragments.get(definition.name.value, definition)
+        definitions.append(definition)
+    plan = planner.plan
+    plan.document = DocumentNode(definitions=tuple(definitions))
+    plan.order = {p: keys for p, keys in plan.order.items() if p in planner.touched}
+    return plan
+
+
+def _objects_at(value: Any, path: Path, concrete: list[Any]) -> Iterator[tuple[dict, list[Any]]]:
+    """The result objects at a response-key path, with their concrete paths."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _objects_at(item, path, concrete + [index])
+    elif isinstance(value, dict):
+        if not path:
+            yield value, concrete
+        else:
+            yield from _objects_at(value.get(path[0]), path[1:], concrete + [path[0]])
+
+
+def restore_denied(plan: Plan, data: dict[str, Any] | None, purpose: str) -> list[GraphQLError]:
+    """Put each denied field back into ``data`` as null, in request order, and
+    return one error per concrete path."""
+    if data is None:
+        return []
+    errors = []
+    by_parent: dict[Path, list[DeniedField]] = {}
+    for denied in plan.denied:
+        by_parent.setdefault(denied.parent_path, []).append(denied)
+    for parent_path, denied_fields in by_parent.items():
+        order = plan.order[parent_path]
+        keys = {d.key: d for d in denied_fields}
+        for obj, concrete in _objects_at(data, parent_path, []):
+            for key, denied in keys.items():
+                if key in obj:  # the same key also selected where it is allowed
+                    continue
+                obj[key] = None
+                errors.append(GraphQLError(
+                    f"{denied.coordinate} may not be used for purpose {purpose}",
+                    nodes=[denied.node], path=concrete + [key],
+                    original_error=ForbiddenForPurpose(
+                        f"{denied.coordinate} may not be used for purpose {purpose}", purpose,
+                    ),
+                ))
+            reordered = {k: obj[k] for k in order if k in obj}
+            reordered.update((k, v) for k, v in obj.items() if k not in reordered)
+            obj.clear()
+            obj.update(reordered)
+    return errors
+
+
+class PurposePolicy(SchemaExtension):
+    """Applies the request's purpose-of-use decision to the whole operation."""
+
+    def on_execute(self) -> Iterator[None]:
+        execution = self.execution_context
+        context = execution.context
+        document = execution.graphql_document
+        plan = None
+        if document is not None:
+            plan = plan_operation(
+                execution.schema._schema, document, execution.operation_name,
+                execution.variables, context.decision,
+            )
+        if plan is not None and plan.denied and context.client.rejects_denied:
+            context.response.status_code = 403
+            denied = plan.denied_coordinates()
+            execution.result = ExecutionResult(data=None, errors=[GraphQLError(
+                f"operation rejected: purpose {context.purpose} may not use {', '.join(denied)}",
+                original_error=ForbiddenForPurpose(
+                    "operation rejected", context.purpose, fields=denied,
+                ),
+            )])
+            context.denied_fields.extend(denied)
+            yield
+            return
+        if plan is not None:
+            execution.graphql_document = plan.document
+        yield
+        result = execution.result
+        if plan is not None and plan.denied and isinstance(result, ExecutionResult):
+            errors = restore_denied(plan, result.data, context.purpose)
+            result.errors = [*(result.errors or []), *errors]
+            context.denied_fields.extend(plan.denied_coordinates())
+
+    def get_results(self) -> dict[str, Any]:
+        context = self.execution_context.context
+        return {"policy": {
+            "purpose": context.purpose,
+            "withheldRecords": dict(sorted(context.withheld.items())),
+        }}

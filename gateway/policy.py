@@ -1,0 +1,266 @@
+"""The purpose-of-use decision: a pure function of the catalog and a purpose.
+
+``decide`` turns the catalog into a ``Decision`` for one purpose: which field
+coordinates (``Type.field``) the purpose may use outright, which only with the
+data subject's authorization, which are masked, and which row rules filter
+each record list. Decisions are computed once per purpose at start-up and
+checked in memory by the enforcement extension and the loaders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from enum import Enum
+from typing import Any
+
+from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, get_named_type
+
+from gateway.catalog import Catalog, MaskRule, Purpose, RowRule
+from gateway.errors import ConfigurationError
+
+Keep = Callable[[Any, date], bool]
+
+
+def _name(value: Any) -> Any:
+    return value.name if isinstance(value, Enum) else value
+
+
+def _publicity_window(rule: RowRule, purpose: str) -> Keep | None:
+    o = rule.options
+    if purpose in o["exempt_purposes"]:
+        return None
+    max_days = {severity: timedelta(days=days) for severity, days in o["max_days"].items()}
+    hide_severities = o["not_public"] if purpose in o["public_purposes"] else frozenset()
+    date_of, severity_of, repaired_of = o["date"], o["severity"], o.get("repaired")
+    default = o.get("default_severity")
+
+    def keep(record: Any, today: date) -> bool:
+        if repaired_of and getattr(record, repaired_of) is not None:
+            return False
+        severity = _name(getattr(record, severity_of, None)) or default
+        if severity in hide_severities:
+            return False
+        return today <= getattr(record, date_of) + max_days[severity]
+
+    return keep
+
+
+def _active_period(rule: RowRule, purpose: str) -> Keep | None:
+    o = rule.options
+    if purpose in o["exempt_purposes"]:
+        return None
+    removed_of, expires_of = o["removed"], o.get("expires")
+
+    def keep(record: Any, today: date) -> bool:
+        removed = getattr(record, removed_of)
+        if removed is not None and removed <= today:
+            return False
+        expires = getattr(record, expires_of) if expires_of else None
+        return expires is None or today < expires
+
+    return keep
+
+
+def _value_in(rule: RowRule, purpose: str) -> Keep | None:
+    allowed = rule.options["allowed"].get(purpose)
+    if allowed is None:
+        return None
+    attribute = rule.options["attribute"]
+    return lambda record, today: _name(getattr(record, attribute)) in allowed
+
+
+_RULE_KINDS: dict[str, Callable[[RowRule, str], Keep | None]] = {
+    "publicity_window": _publicity_window,
+    "active_period": _active_period,
+    "value_in": _value_in,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RowFilter:
+    """The row rules one purpose applies to one record list."""
+
+    rules: tuple[str, ...]
+    keeps: tuple[Keep, ...]
+
+    def apply(self, records: Sequence[Any], today: date) -> tuple[list[Any], int]:
+        """The records the purpose may see, and how many were withheld."""
+        kept = [r for r in records if all(keep(r, today) for keep in self.keeps)]
+        return kept, len(records) - len(kept)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one purpose may use. Coordinates are ``Type.field`` names."""
+
+    purpose: Purpose
+    allowed: frozenset[str]
+    authorized: Mapping[str, str]  # coordinate -> data category needing the subject's authorization
+    masks: Mapping[str, MaskRule]  # coordinate -> mask applied for this purpose
+    row_filters: Mapping[str, RowFilter]  # record type -> filter
+    authorization_by_record_type: Mapping[str, str] = field(default_factory=dict)
+
+    def permits(self, coordinate: str) -> bool:
+        return coordinate in self.allowed or coordinate in self.authorized
+
+
+def decide(catalog: Catalog, purpose: str, record_types: Mapping[str, str]) -> Decision:
+    """The decision for ``purpose``. ``record_types`` maps source-backed field
+    coordinates to the record type their loader serves."""
+    allowed, authorized, masks, rules_by_type = set(), {}, {}, {}
+    for item in catalog.items.values():
+        if purpose in item.purposes:
+            allowed.update(item.fields)
+        elif purpose in item.authorized_purposes:
+            authorized.update(dict.fromkeys(item.fields, item.authorization_category))
+        else:
+            continue
+        if item.mask and purpose not in catalog.masks[item.mask].full_for:
+            masks.update(dict.fromkeys(item.fields, catalog.masks[item.mask]))
+        for coordinate in item.fields:
+            if coordinate in record_types and item.rows:
+                rules_by_type[record_types[coordinate]] = item.rows
+    row_filters = {}
+    for record_type, rule_ids in rules_by_type.items():
+        built = [(rid, _RULE_KINDS[catalog.rows[rid].kind](catalog.rows[rid], purpose))
+                 for rid in rule_ids]
+        active = [(rid, keep) for rid, keep in built if keep is not None]
+        if active:
+            row_filters[record_type] = RowFilter(
+                tuple(rid for rid, _ in active), tuple(keep for _, keep in active)
+            )
+    by_record_type = {
+        record_types[c]: category for c, category in authorized.items() if c in record_types
+    }
+    return Decision(
+        catalog.purposes[purpose], frozenset(allowed), authorized, masks, row_filters,
+        by_record_type,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FieldShape:
+    coordinate: str
+    parent: str
+    returns: str  # named return type
+    non_null: bool
+    is_list: bool
+
+
+def schema_fields(schema: GraphQLSchema) -> dict[str, FieldShape]:
+    """Every field of every object type of the schema (introspection excluded)."""
+    shapes = {}
+    for type_name, graphql_type in schema.type_map.items():
+        if type_name.startswith("__") or not isinstance(graphql_type, GraphQLObjectType):
+            continue
+        for field_name, field_def in graphql_type.fields.items():
+            inner = field_def.type.of_type if isinstance(field_def.type, GraphQLNonNull) else field_def.type
+            shapes[f"{type_name}.{field_name}"] = FieldShape(
+                f"{type_name}.{field_name}", type_name, get_named_type(field_def.type).name,
+                isinstance(field_def.type, GraphQLNonNull), isinstance(inner, GraphQLList),
+            )
+    return shapes
+
+
+def check_catalog(
+    catalog: Catalog,
+    fields: Mapping[str, FieldShape],
+    record_types: Mapping[str, str],
+    maskable: Iterable[str],
+) -> None:
+    """Raise ``ConfigurationError`` unless the catalog decides every field of the
+    schema and every decision can be enforced:
+
+    - each field belongs to one item, and each item field exists;
+    - masks only on fields that apply them (``maskable``);
+    - a purpose never denies a non-null field while allowing a field that leads
+      to its type (the denial could not be expressed as null);
+    - authorized items gate at least one source-backed field;
+    - fields served by the same record type carry the same row rules.
+    """
+    item_of = catalog.item_of()
+    missing = sorted(set(fields) - set(item_of))
+    if missing:
+        raise ConfigurationError(
+            f"no policy entry for field(s) {missing}: add each to an item of the catalog"
+        )
+    unknown = sorted(set(item_of) - set(fields))
+    if unknown:
+        raise ConfigurationError(f"the policy catalog names unknown field(s) {unknown}")
+    maskable = set(maskable)
+    for item in catalog.items.values():
+        if item.mask and not set(item.fields) <= maskable:
+            raise ConfigurationError(
+                f"item {item.id!r} has a mask but field(s) "
+                f"{sorted(set(item.fields) - maskable)} cannot apply it"
+            )
+        if item.authorized_purposes and not any(c in record_types for c in item.fields):
+            raise ConfigurationError(
+                f"item {item.id!r} needs authorization but has no source-backed field to gate"
+            )
+    rules: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for coordinate, record_type in record_types.items():
+        item = item_of[coordinate]
+        if record_type in rules and rules[record_type][1] != item.rows:
+            raise ConfigurationError(
+                f"fields {rules[record_type][0]} and {coordinate} serve record type "
+                f"{record_type!r} but have different row rules"
+            )
+        rules[record_type] = (coordinate, item.rows)
+    leading_to: dict[str, list[str]] = {}
+    for shape in fields.values():
+        leading_to.setdefault(shape.returns, []).append(shape.coordinate)
+    for purpose in catalog.purposes:
+        decision = decide(catalog, purpose, record_types)
+        for shape in fields.values():
+            if not shape.non_null or decision.permits(shape.coordinate):
+                continue
+            parents = [c for c in leading_to.get(shape.parent, []) if decision.permits(c)]
+            if parents or shape.parent == "Query":
+                raise ConfigurationError(
+                    f"purpose {purpose} denies non-null field {shape.coordinate} but may use "
+                    f"{parents or ['the query root']}: make the field nullable or deny those too"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class FieldAccess:
+    coordinate: str
+    item: str
+    item_name: str
+    disclosure_class: str
+    access: str  # ALLOWED | REQUIRES_AUTHORIZATION | DENIED
+    masked: bool
+    authorization_category: str | None
+
+
+def explain(catalog: Catalog, decision: Decision) -> list[FieldAccess]:
+    """Every field of the catalog with what ``decision`` lets its purpose do."""
+    rows = []
+    for item in catalog.items.values():
+        for coordinate in item.fields:
+            if coordinate in decision.allowed:
+                access = "ALLOWED"
+            elif coordinate in decision.authorized:
+                access = "REQUIRES_AUTHORIZATION"
+            else:
+                access = "DENIED"
+            rows.append(FieldAccess(
+                coordinate, item.id, item.name, item.disclosure_class, access,
+                access != "DENIED" and coordinate in decision.masks,
+                decision.authorized.get(coordinate),
+            ))
+    return sorted(rows, key=lambda row: row.coordinate)
+
+
+class Policy:
+    """The catalog, checked against the schema at start-up, with its decision
+    for every purpose computed once."""
+
+    def __init__(self, catalog: Catalog, fields: Mapping[str, FieldShape],
+                 record_types: Mapping[str, str], maskable: Iterable[str]) -> None:
+        check_catalog(catalog, fields, record_types, maskable)
+        self.catalog = catalog
+        self.decisions = {code: decide(catalog, code, record_types) for code in catalog.purposes}

@@ -46,6 +46,91 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace):
+    from gateway.settings import load_settings
+
+    return load_settings(args.config)
+
+
+def cmd_clients(args: argparse.Namespace) -> int:
+    from gateway.catalog import load_catalog
+    from gateway.clients import load_clients
+
+    settings = _settings(args)
+    catalog = load_catalog(settings.policy_file or None)
+    for client in load_clients(settings.auth.clients_file, catalog.purposes).values():
+        columns = [client.id, client.kind.value, client.city, client.organization,
+                   ", ".join(sorted(client.purposes)) or "(no purposes)"]
+        if client.rejects_denied:
+            columns.append("(operations with a denied field are rejected whole)")
+        print("\t".join(columns))
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from gateway.catalog import load_catalog
+    from gateway.clients import load_clients
+    from demo.issuer import ensure_signing_key, issue_token
+
+    settings = _settings(args)
+    clients = load_clients(settings.auth.clients_file, load_catalog(settings.policy_file or None).purposes)
+    if args.client not in clients:
+        print(f"credit-gateway: no client {args.client!r}; see `credit-gateway clients`",
+              file=sys.stderr)
+        return 2
+    key, _ = ensure_signing_key(Path(settings.auth.jwks_file).parent)
+    print(issue_token(key, client_id=args.client, issuer=settings.auth.issuer,
+                      audience=settings.auth.audience, lifetime_seconds=args.lifetime))
+    return 0
+
+
+def _policy(args: argparse.Namespace):
+    from gateway.catalog import load_catalog
+    from resolvers.schema import build_policy
+
+    path = args.catalog
+    if path is None and args.config is not None and Path(args.config).exists():
+        path = _settings(args).policy_file or None
+    return build_policy(load_catalog(path))
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+    fields = sum(len(item.fields) for item in policy.catalog.items.values())
+    print(f"policy catalog OK: {len(policy.catalog.purposes)} purposes, "
+          f"{len(policy.catalog.items)} items covering all {fields} fields of the schema, "
+          f"{len(policy.catalog.rows)} row rules, {len(policy.catalog.masks)} masks")
+    return 0
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    from gateway.policy import explain
+
+    policy = _policy(args)
+    if args.purpose not in policy.decisions:
+        print(f"credit-gateway: unknown purpose {args.purpose!r}; valid: "
+              f"{', '.join(policy.catalog.purposes)}", file=sys.stderr)
+        return 2
+    decision = policy.decisions[args.purpose]
+    print(f"Purpose {decision.purpose.code} ({decision.purpose.name})\n")
+    rows = explain(policy.catalog, decision)
+    width = max(len(row.coordinate) for row in rows)
+    for row in rows:
+        notes = []
+        if row.authorization_category:
+            notes.append(f"needs the subject's authorization for {row.authorization_category}")
+        if row.masked:
+            notes.append("masked")
+        print(f"{row.coordinate:<{width}}  {row.access:<22}  {row.item} ({row.disclosure_class})"
+              + (f"  [{'; '.join(notes)}]" if notes else ""))
+    print("\nRow rules:")
+    for record_type, row_filter in sorted(decision.row_filters.items()):
+        print(f"  {record_type}: {', '.join(row_filter.rules)}")
+    if not decision.row_filters:
+        print("  (none: every record of an allowed list is shown)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="credit-gateway",
@@ -75,6 +160,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")
     export.set_defaults(handler=cmd_export_schema)
+
+    default_config = os.environ.get("CREDIT_GATEWAY_CONFIG", str(DEFAULT_DATA_DIR / "gateway.toml"))
+    clients = commands.add_parser("clients", help="list the registered clients and their purposes")
+    clients.add_argument("--config", type=Path, default=default_config)
+    clients.set_defaults(handler=cmd_clients)
+
+    token = commands.add_parser("token", help="print a demo access token for a registered client")
+    token.add_argument("--client", required=True, help="client id, see `credit-gateway clients`")
+    token.add_argument("--config", type=Path, default=default_config)
+    token.add_argument("--lifetime", type=int, default=3600, help="seconds (default 3600)")
+    token.set_defaults(handler=cmd_token)
+
+    policy = commands.add_parser("policy", help="check or explain the purpose-of-use policy")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    for name, handler, help_text in (
+        ("check", cmd_policy_check, "validate the policy catalog against the schema"),
+        ("explain", cmd_policy_explain, "what a purpose may see, field by field"),
+    ):
+        sub = policy_commands.add_parser(name, help=help_text)
+        sub.add_argument("--catalog", type=Path, default=None,
+                         help="policy catalog (default: the configuration's, else the packaged one)")
+        sub.add_argument("--config", type=Path, default=default_config)
+        if name == "explain":
+            sub.add_argument("--purpose", required=True, help="purpose code, e.g. FINANCING")
+        sub.set_defaults(handler=handler)
     return parser
 
 

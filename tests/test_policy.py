@@ -1,0 +1,257 @@
+"""The policy catalog and the decision: every purpose against every data item,
+row rule and mask of the shipped catalog, table-driven."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from datetime import date, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from gateway.catalog import DEFAULT_CATALOG, load_catalog, parse_catalog
+from gateway.errors import ConfigurationError
+from gateway.policy import explain
+from resolvers.records import CreditListKind, FulfilmentStatus, Severity, TaxCreditGrade
+from resolvers.schema import build_policy
+
+PURPOSES = ["PUBLIC_DISCLOSURE", "LICENSING_REVIEW", "JOINT_PUNISHMENT", "INCENTIVE_REVIEW",
+            "FINANCING", "PROCUREMENT_REVIEW", "SUPERVISION", "CREDIT_REPAIR_REVIEW",
+            "SELF_INQUIRY"]
+
+# A = allowed, Z = allowed only with the subject's authorization, - = denied.
+# Columns follow PURPOSES: PD LR JP IR FI PR SU CR SI
+ITEM_ACCESS = {
+    "lookup":                  "AAAAAAAAA",
+    "access_info":             "AAAAAAAAA",
+    "provenance":              "AAAAAAAAA",
+    "registration":            "AAAAAAAAA",
+    "legal_representative_id": "-AA--AAA-",
+    "abnormal_operations":     "AA--AAAA-",
+    "serious_violations":      "AAAAAAAA-",
+    "licences":                "AA--AAAA-",
+    "penalties":               "AA-AAAAA-",
+    "person_penalties":        "-A---AAA-",
+    "tax_ratings":             "AAAAZAAA-",
+    "tax_arrears":             "-AA-ZAAA-",
+    "dishonest_debtors":       "AAAAAAAA-",
+    "debtor_id_number":        "AAA-AAAA-",
+    "person_identity":         "AAAAAAAAA",
+    "legal_representative_of": "-AA--AAA-",
+    "social_insurance":        "-A--ZAA--",
+    "environmental_ratings":   "-AAAZAAA-",
+    "environmental_penalties": "AA--AAAA-",
+    "credit_lists":            "AAAAAAAA-",
+    "commitments":             "-A-A--AA-",
+    "repairs":                 "------AA-",
+}
+MASKED_FIELDS = {"Registration.legalRepresentativeIdNumber",
+                 "DishonestDebtorRecord.subjectIdNumber", "Person.idNumber"}
+FULL_NUMBER_PURPOSES = {"JOINT_PUNISHMENT", "CREDIT_REPAIR_REVIEW"}
+
+TODAY = date(2026, 11, 28)
+
+
+def days_ago(n: int) -> date:
+    return TODAY - timedelta(days=n)
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return build_policy(load_catalog())
+
+
+def test_the_shipped_catalog_decides_every_field_of_the_schema(policy):
+    assert list(policy.catalog.purposes) == PURPOSES
+    assert set(policy.catalog.items) == set(ITEM_ACCESS)
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+@pytest.mark.parametrize("item_id", sorted(ITEM_ACCESS))
+def test_item_access_per_purpose(policy, item_id, purpose):
+    expected = ITEM_ACCESS[item_id][PURPOSES.index(purpose)]
+    decision = policy.decisions[purpose]
+    for coordinate in policy.catalog.items[item_id].fields:
+        access = ("A" if coordinate in decision.allowed
+                  else "Z" if coordinate in decision.authorized else "-")
+        assert access == expected, f"{coordinate} for {purpose}"
+        assert decision.permits(coordinate) == (expected != "-")
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_resident_ids_are_masked_unless_the_purpose_needs_the_full_number(policy, purpose):
+    decision = policy.decisions[purpose]
+    for coordinate in MASKED_FIELDS:
+        if not decision.permits(coordinate):
+            continue
+        mask = decision.masks.get(coordinate)
+        if purpose in FULL_NUMBER_PURPOSES:
+            assert mask is None
+        else:
+            assert mask.apply("11010519491231002X") == "110105********002X"
+    assert not set(decision.masks) - MASKED_FIELDS
+
+
+def test_financing_gates_authorized_record_types_by_category(policy):
+    decision = policy.decisions["FINANCING"]
+    assert decision.authorization_by_record_type == {
+        "tax_ratings": "tax", "tax_arrears": "tax", "social_insurance": "social_insurance",
+        "environmental_ratings": "environment",
+    }
+    assert all(not d.authorization_by_record_type
+               for p, d in policy.decisions.items() if p != "FINANCING")
+
+
+def penalty(severity: Severity, decided_days_ago: int, repaired: bool = False):
+    return SimpleNamespace(severity=severity, decided_on=days_ago(decided_days_ago),
+                           repaired_on=days_ago(1) if repaired else None)
+
+
+PENALTIES = {
+    "minor_recent": penalty(Severity.MINOR, 30),
+    "minor_old": penalty(Severity.MINOR, 120),
+    "general_recent": penalty(Severity.GENERAL, 100),
+    "general_old": penalty(Severity.GENERAL, 400),
+    "serious_2y": penalty(Severity.SERIOUS, 730),
+    "serious_4y": penalty(Severity.SERIOUS, 1500),
+    "general_repaired": penalty(Severity.GENERAL, 150, repaired=True),
+}
+LISTINGS = {
+    "active": SimpleNamespace(removed_on=None, expires_on=days_ago(-300), kind=CreditListKind.BLACK),
+    "removed": SimpleNamespace(removed_on=days_ago(10), expires_on=days_ago(-300), kind=CreditListKind.BLACK),
+    "expired": SimpleNamespace(removed_on=None, expires_on=days_ago(5), kind=CreditListKind.BLACK),
+    "red": SimpleNamespace(removed_on=None, expires_on=None, kind=CreditListKind.RED),
+}
+RATINGS = {grade.name: SimpleNamespace(grade=grade) for grade in TaxCreditGrade}
+COMMITMENTS = {status.name: SimpleNamespace(fulfilment=status) for status in FulfilmentStatus}
+SHARED_PENALTIES = {"minor_recent", "general_recent", "serious_2y"}
+
+LIST_FIELDS = {"penalties": "Entity.penalties", "credit_lists": "Entity.creditLists",
+               "dishonest_debtors": "Entity.dishonestDebtorRecords",
+               "tax_ratings": "Entity.taxRatings", "commitments": "Entity.commitments"}
+# record type -> purpose -> records kept (purposes not listed keep what "*" says);
+# purposes that may not use the list at all are checked to have no filter.
+ROW_OUTCOMES = {
+    "penalties": (PENALTIES, {
+        "PUBLIC_DISCLOSURE": {"general_recent", "serious_2y"},
+        "CREDIT_REPAIR_REVIEW": set(PENALTIES),
+        "*": SHARED_PENALTIES,
+    }),
+    "credit_lists": (LISTINGS, {
+        "JOINT_PUNISHMENT": {"active"},
+        "INCENTIVE_REVIEW": {"red"},
+        "CREDIT_REPAIR_REVIEW": set(LISTINGS),
+        "*": {"active", "red"},
+    }),
+    "dishonest_debtors": (LISTINGS, {
+        "CREDIT_REPAIR_REVIEW": set(LISTINGS),
+        "*": {"active", "red"},
+    }),
+    "tax_ratings": (RATINGS, {
+        "PUBLIC_DISCLOSURE": {"A", "D"},
+        "JOINT_PUNISHMENT": {"D"},
+        "INCENTIVE_REVIEW": {"A"},
+        "PROCUREMENT_REVIEW": {"D"},
+        "*": set(RATINGS),
+    }),
+    "commitments": (COMMITMENTS, {"INCENTIVE_REVIEW": {"KEPT"}, "*": set(COMMITMENTS)}),
+}
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+@pytest.mark.parametrize("record_type", sorted(ROW_OUTCOMES))
+def test_row_rules_withhold_records_per_purpose(policy, record_type, purpose):
+    records, outcomes = ROW_OUTCOMES[record_type]
+    decision = policy.decisions[purpose]
+    row_filter = decision.row_filters.get(record_type)
+    if not decision.permits(LIST_FIELDS[record_type]):
+        assert row_filter is None
+        return
+    expected = outcomes.get(purpose, outcomes["*"])
+    names = list(records)
+    if row_filter is None:
+        kept, withheld = list(records.values()), 0
+    else:
+        kept, withheld = row_filter.apply(list(records.values()), TODAY)
+    assert {names[list(records.values()).index(r)] for r in kept} == expected
+    assert withheld == len(records) - len(expected)
+
+
+def test_environmental_penalties_follow_the_general_window(policy):
+    row_filter = policy.decisions["PUBLIC_DISCLOSURE"].row_filters["environmental_penalties"]
+    recent = SimpleNamespace(decided_on=days_ago(200))
+    old = SimpleNamespace(decided_on=days_ago(366))
+    assert row_filter.apply([recent, old], TODAY) == ([recent], 1)
+    assert "environmental_penalties" not in policy.decisions["CREDIT_REPAIR_REVIEW"].row_filters
+
+
+def test_window_edges_are_inclusive_of_the_last_day(policy):
+    row_filter = policy.decisions["LICENSING_REVIEW"].row_filters["penalties"]
+    last_day = penalty(Severity.GENERAL, 365)
+    day_after = penalty(Severity.GENERAL, 366)
+    assert row_filter.apply([last_day, day_after], TODAY) == ([last_day], 1)
+
+
+def test_explain_lists_every_field_once(policy):
+    rows = explain(policy.catalog, policy.decisions["FINANCING"])
+    assert len(rows) == len({r.coordinate for r in rows}) == sum(
+        len(item.fields) for item in policy.catalog.items.values())
+    by_field = {r.coordinate: r for r in rows}
+    assert by_field["Entity.taxRatings"].access == "REQUIRES_AUTHORIZATION"
+    assert by_field["Entity.taxRatings"].authorization_category == "tax"
+    assert by_field["Entity.repairs"].access == "DENIED"
+    assert by_field["DishonestDebtorRecord.subjectIdNumber"].masked is True
+
+
+# --- catalog validation: every way a catalog can be wrong is a clear start-up error
+
+
+@pytest.fixture
+def raw_catalog():
+    return tomllib.loads(DEFAULT_CATALOG.read_text(encoding="utf-8"))
+
+
+def _broken(raw, change):
+    data = copy.deepcopy(raw)
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["items"]["penalties"].update(colour="red"), r"\[items.penalties\]: unknown key\(s\) \['colour'\]"),
+    (lambda d: d["items"]["penalties"].update(purposes=["FINANCE"]), r"unknown purpose\(s\) \['FINANCE'\]"),
+    (lambda d: d["items"]["penalties"].update({"class": "secret"}), "class 'secret' is not one of"),
+    (lambda d: d["items"]["penalties"].update(rows=["nope"]), r"unknown row rule\(s\) \['nope'\]"),
+    (lambda d: d["items"]["penalties"].update(mask="nope"), "unknown mask 'nope'"),
+    (lambda d: d["items"]["licences"]["fields"].append("Penalty.facts"), "Penalty.facts already belongs to item"),
+    (lambda d: d["items"]["tax_ratings"].pop("authorization_category"), "go together"),
+    (lambda d: d["masks"]["resident_id"].update(keep_start=8), "would show the birth date"),
+    (lambda d: d["rows"]["penalty_publicity"].update(kind="magic"), "kind must be one of"),
+    (lambda d: d["rows"]["tax_rating_grades"]["allowed"].update(NOPE=["A"]), r"unknown key\(s\) \['NOPE'\]"),
+    (lambda d: d["purposes"]["FINANCING"].update(label="x"), r"unknown key\(s\) \['label'\]"),
+    (lambda d: d.update(extra={}), r"unknown key\(s\) \['extra'\]"),
+])
+def test_malformed_catalogs_are_refused(raw_catalog, change, message):
+    with pytest.raises(ConfigurationError, match=message):
+        parse_catalog(_broken(raw_catalog, change))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["items"]["penalties"]["fields"].remove("Penalty.facts"),
+     r"no policy entry for field\(s\) \['Penalty.facts'\]"),
+    (lambda d: d["items"]["penalties"]["fields"].append("Penalty.secretNotes"),
+     r"unknown field\(s\) \['Penalty.secretNotes'\]"),
+    (lambda d: d["items"]["penalties"].update(mask="resident_id"), "cannot apply it"),
+    (lambda d: (d["items"]["registration"]["fields"].remove("Registration.name"),
+                d["items"]["repairs"]["fields"].append("Registration.name")),
+     "denies non-null field Registration.name but may use \\['Entity.registration'\\]"),
+    (lambda d: d["items"]["lookup"].update(purposes=["FINANCING"]),
+     "denies non-null field Query.entity"),
+    (lambda d: d["items"]["person_penalties"].update(rows=[]), "different row rules"),
+])
+def test_catalogs_that_cannot_be_enforced_stop_start_up(raw_catalog, change, message):
+    catalog = parse_catalog(_broken(raw_catalog, change))
+    with pytest.raises(ConfigurationError, match=message):
+        build_policy(catalog)
+

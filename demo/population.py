@@ -198,6 +198,8 @@ def build_population(size: int = 2000, persons: int = 500, seed: int = 441300,
             cases = frozenset(c for c, p in CASE_RATES.items() if rng.random() < p)
         division = rng.choice(HUIZHOU_DIVISIONS)
         entity_type = rng.choice(_ENTITY_TYPES)
+        if i < len(CASES):
+            entity_type = "1100"  # showcases are companies, which every department records
         while True:
             uscc = make_uscc(rng, division, entity_type)
             if uscc not in seen:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
@@ -10,12 +13,15 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 
 from gateway.catalog import Catalog
 from gateway.enforcement import PurposePolicy
-from gateway.errors import ClientError
+from gateway.errors import ClientError, SourceError
 from gateway.policy import Policy, schema_fields
 from resolvers.entity import RECORD_TYPE
 from resolvers.masking import MaskedIdentifier
 from resolvers.query import Query
 from resolvers.scalars import SCALAR_MAP
+
+
+log = logging.getLogger("gateway.requests")
 
 
 def is_internal(error: GraphQLError) -> bool:

@@ -20,7 +20,6 @@ from resolvers.masking import MaskedIdentifier
 from resolvers.query import Query
 from resolvers.scalars import SCALAR_MAP
 
-
 log = logging.getLogger("gateway.requests")
 
 
@@ -32,8 +31,25 @@ def is_internal(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, (ClientError, GraphQLError))
 
 
+class GatewaySchema(strawberry.Schema):
+    """Logs what clients did wrong or what the policy refused in one line, and
+    keeps tracebacks for the errors that are the gateway's own."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        unexpected = []
+        for error in errors:
+            original = error.original_error
+            if isinstance(original, SourceError):
+                log.warning("%s at %s: %s", original.code, error.path, original.message)
+            elif original is None or isinstance(original, (ClientError, GraphQLError)):
+                log.info("request error at %s: %s", error.path, error.message)
+            else:
+                unexpected.append(error)
+        super().process_errors(unexpected, execution_context)
+
+
 def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return GatewaySchema(
         query=Query,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigurationError
+from gateway.tables import strict_table
 
 DEFAULT_CATALOG = Path(__file__).with_name("policy.toml")
 DISCLOSURE_CLASSES = ("public", "government_shared", "authorized", "internal")
@@ -105,18 +106,6 @@ class Catalog:
         return {coordinate: item for item in self.items.values() for coordinate in item.fields}
 
 
-def _strict(where: str, table: Any, required: set[str], optional: set[str]) -> dict[str, Any]:
-    if not isinstance(table, dict):
-        raise ConfigurationError(f"{where}: must be a table")
-    unknown = set(table) - required - optional
-    if unknown:
-        raise ConfigurationError(f"{where}: unknown key(s) {sorted(unknown)}")
-    missing = required - set(table)
-    if missing:
-        raise ConfigurationError(f"{where}: missing key(s) {sorted(missing)}")
-    return table
-
-
 def _strings(where: str, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigurationError(f"{where}: {key} must be a list of strings")
@@ -135,16 +124,16 @@ def _purpose_set(where: str, key: str, value: Any, purposes: dict[str, Purpose])
 
 def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalog:
     """Validate a parsed catalog (not yet against the schema)."""
-    _strict(where, data, {"purposes", "items"}, {"masks", "rows"})
+    strict_table(where, data, {"purposes", "items"}, {"masks", "rows"})
     purposes = {}
     for code, table in data["purposes"].items():
-        table = _strict(f"{where} [purposes.{code}]", table, {"name"}, set())
+        table = strict_table(f"{where} [purposes.{code}]", table, {"name"}, set())
         purposes[code] = Purpose(code, table["name"])
 
     masks = {}
     for mask_id, table in data.get("masks", {}).items():
         section = f"{where} [masks.{mask_id}]"
-        table = _strict(section, table, {"kind", "keep_start", "keep_end", "full_for"}, set())
+        table = strict_table(section, table, {"kind", "keep_start", "keep_end", "full_for"}, set())
         if table["kind"] != "resident_id":
             raise ConfigurationError(f"{section}: unknown mask kind {table['kind']!r}")
         if not all(isinstance(table[k], int) and table[k] >= 0 for k in ("keep_start", "keep_end")):
@@ -166,14 +155,14 @@ def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalo
                 f"{section}: kind must be one of {sorted(ROW_RULE_KEYS)}"
             )
         spec = ROW_RULE_KEYS[table["kind"]]
-        table = _strict(section, table, {k for k, req in spec.items() if req},
+        table = strict_table(section, table, {k for k, req in spec.items() if req},
                         {k for k, req in spec.items() if not req})
         options = dict(table)
         for key in ("exempt_purposes", "public_purposes"):
             if key in options:
                 options[key] = _purpose_set(section, key, options[key], purposes)
         if table["kind"] == "value_in":
-            allowed = _strict(f"{section} allowed", table["allowed"], set(), set(purposes))
+            allowed = strict_table(f"{section} allowed", table["allowed"], set(), set(purposes))
             options["allowed"] = {p: frozenset(_strings(section, f"allowed.{p}", v))
                                   for p, v in allowed.items()}
         if table["kind"] == "publicity_window":
@@ -189,7 +178,7 @@ def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalo
     seen: dict[str, str] = {}
     for item_id, table in data["items"].items():
         section = f"{where} [items.{item_id}]"
-        table = _strict(section, table, {"name", "class", "purposes", "fields"},
+        table = strict_table(section, table, {"name", "class", "purposes", "fields"},
                         {"authorized_purposes", "authorization_category", "mask", "rows"})
         if table["class"] not in DISCLOSURE_CLASSES:
             raise ConfigurationError(

@@ -24,6 +24,7 @@ from typing import Any
 
 from gateway.codes import InvalidCode, validate_uscc
 from gateway.errors import ConfigurationError
+from gateway.tables import strict_table
 
 
 class ClientKind(Enum):
@@ -69,14 +70,7 @@ def parse_clients(
     clients = {}
     for client_id, table in data["clients"].items():
         section = f"{where} [clients.{client_id}]"
-        if not isinstance(table, dict):
-            raise ConfigurationError(f"{section}: must be a table")
-        unknown = set(table) - _REQUIRED - _OPTIONAL
-        if unknown:
-            raise ConfigurationError(f"{section}: unknown key(s) {sorted(unknown)}")
-        missing = _REQUIRED - set(table)
-        if missing:
-            raise ConfigurationError(f"{section}: missing key(s) {sorted(missing)}")
+        strict_table(section, table, _REQUIRED, _OPTIONAL)
         for key in ("organization", "city", "kind", "on_denied", "organization_code"):
             if key in table and not isinstance(table[key], str):
                 raise ConfigurationError(f"{section}: {key} must be a string")

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigurationError
+from gateway.tables import strict_table
 
 ENV_PREFIX = "CREDIT_GATEWAY_"
 ENV_CONFIG_PATH = "CREDIT_GATEWAY_CONFIG"
@@ -139,12 +140,7 @@ def _section(
     base_dir: Path | None,
 ) -> dict[str, Any]:
     """Validate one table: no unknown or missing keys, values of the right type."""
-    unknown = set(table) - set(keys)
-    if unknown:
-        raise ConfigurationError(f"{where}: unknown key(s) {sorted(unknown)}")
-    missing = required - set(table)
-    if missing:
-        raise ConfigurationError(f"{where}: missing key(s) {sorted(missing)}")
+    strict_table(where, table, required, set(keys) - required)
     values = {key: _coerce(where, key, value, keys[key]) for key, value in table.items()}
     for key in _PATH_KEYS & set(values):
         if values[key] and base_dir is not None:

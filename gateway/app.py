@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date
@@ -18,13 +19,15 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from gateway.auth import TokenVerifier
-from gateway.caller import Caller, CallerIdentifier, RequestRejected
+from gateway.audit import AuditStore
+from gateway.caller import PURPOSE_HEADER, Caller, CallerIdentifier, RequestRejected
 from gateway.catalog import load_catalog
 from gateway.clients import load_clients
 from gateway.context import RequestContext
 from gateway.errors import SourceError
 from gateway.loaders import Loaders
 from gateway.policy import Policy
+from gateway.recording import AuditRecorder
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
 from resolvers.schema import build_policy, schema
@@ -44,7 +47,8 @@ def request_id_from(header: str | None) -> str:
 class GatewayGraphQL(GraphQL):
     """Strawberry's ASGI view with the gateway's context and orjson encoding."""
 
-    def __init__(self, registry: SourceRegistry, settings: Settings, policy: Policy) -> None:
+    def __init__(self, registry: SourceRegistry, settings: Settings, policy: Policy,
+                 recorder: AuditRecorder) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql else None,
@@ -53,10 +57,11 @@ class GatewayGraphQL(GraphQL):
         self.registry = registry
         self.settings = settings
         self.policy = policy
+        self.recorder = recorder
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:
         caller: Caller = request.state.caller
-        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        request_id = request.state.request_id
         response.headers[REQUEST_ID_HEADER] = request_id
         decision = self.policy.decisions[caller.purpose]
         today = date.today()
@@ -71,6 +76,8 @@ class GatewayGraphQL(GraphQL):
             today=today,
             loaders=Loaders(self.registry, self.settings.max_batch_keys, decision, today),
             response=response,
+            recorder=self.recorder,
+            started=request.state.started,
         )
 
     def encode_json(self, data: object) -> bytes:
@@ -78,15 +85,18 @@ class GatewayGraphQL(GraphQL):
 
 
 class AuthenticatedGraphQL:
-    """Identifies the caller before the GraphQL view sees the request.
+    """Identifies the caller before the GraphQL view sees the request; a
+    refused request is answered here and recorded as a security event.
 
     Only the GraphiQL page (a GET asking for HTML) is served without a token:
     it holds no data, and queries from it carry the user's token.
     """
 
-    def __init__(self, view: GatewayGraphQL, identifier: CallerIdentifier) -> None:
+    def __init__(self, view: GatewayGraphQL, identifier: CallerIdentifier,
+                 recorder: AuditRecorder) -> None:
         self.view = view
         self.identifier = identifier
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -94,10 +104,18 @@ class AuthenticatedGraphQL:
                 and "text/html" in request.headers.get("accept", "")):
             await (await self.view.render_graphql_ide(request))(scope, receive, send)
             return
+        request.state.started = time.perf_counter()
+        request.state.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         try:
             request.state.caller = await self.identifier.identify(request)
         except RequestRejected as rejected:
-            await rejected.response()(scope, receive, send)
+            await self.recorder.record_refusal(
+                request.state.request_id, request.state.started, rejected.client_id,
+                request.headers.get(PURPOSE_HEADER), rejected.code.lower(), rejected.message,
+            )
+            response = rejected.response()
+            response.headers[REQUEST_ID_HEADER] = request.state.request_id
+            await response(scope, receive, send)
             return
         await self.view(scope, receive, send)
 
@@ -111,6 +129,8 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
     clients = load_clients(settings.auth.clients_file, catalog.purposes)
     verifier = TokenVerifier(settings.auth)
     registry = registry or SourceRegistry.from_settings(settings)
+    store = AuditStore(settings.audit.url)
+    recorder = AuditRecorder(store, settings.audit.subject_key.encode(), catalog)
 
     async def healthz(request: Request) -> Response:
         async def status(connector) -> str:
@@ -131,14 +151,18 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.migrate()
         try:
             yield
         finally:
             await registry.aclose()
             await verifier.aclose()
+            await store.aclose()
 
     graphql = AuthenticatedGraphQL(
-        GatewayGraphQL(registry, settings, policy), CallerIdentifier(verifier, clients, catalog)
+        GatewayGraphQL(registry, settings, policy, recorder),
+        CallerIdentifier(verifier, clients, catalog),
+        recorder,
     )
     return Starlette(
         routes=[

@@ -36,8 +36,10 @@ class RequestRejected(Exception):
     """The request is refused before execution; ``response()`` says why."""
 
     def __init__(self, status: int, code: str, message: str,
-                 headers: Mapping[str, str] | None = None, **extensions: Any) -> None:
+                 headers: Mapping[str, str] | None = None, client_id: str | None = None,
+                 **extensions: Any) -> None:
         super().__init__(message)
+        self.client_id = client_id  # when the token was valid
         self.status = status
         self.code = code
         self.message = message
@@ -71,20 +73,22 @@ class CallerIdentifier:
         if client is None:
             log.warning("rejected unregistered client %r", claims["client_id"])
             raise RequestRejected(403, "CLIENT_NOT_REGISTERED",
-                                  f"client {claims['client_id']!r} is not registered")
+                                  f"client {claims['client_id']!r} is not registered",
+                                  client_id=claims["client_id"])
         purpose = (request.headers.get(PURPOSE_HEADER) or "").strip()
         valid = sorted(self.catalog.purposes)
         if not purpose:
             raise RequestRejected(400, "PURPOSE_REQUIRED",
                                   f"declare the purpose of use in the {PURPOSE_HEADER} header, "
-                                  f"one of {', '.join(valid)}", validPurposes=valid)
+                                  f"one of {', '.join(valid)}",
+                                  client_id=client.id, validPurposes=valid)
         if purpose not in self.catalog.purposes:
             raise RequestRejected(400, "UNKNOWN_PURPOSE",
                                   f"unknown purpose of use {purpose!r}; valid purposes: "
-                                  f"{', '.join(valid)}", validPurposes=valid)
+                                  f"{', '.join(valid)}", client_id=client.id, validPurposes=valid)
         if purpose not in client.purposes:
             log.warning("client %s declared ungranted purpose %s", client.id, purpose)
             raise RequestRejected(403, "PURPOSE_NOT_GRANTED",
                                   f"client {client.id!r} is not granted purpose {purpose}",
-                                  grantedPurposes=sorted(client.purposes))
+                                  client_id=client.id, grantedPurposes=sorted(client.purposes))
         return Caller(client, purpose, claims)

@@ -4,6 +4,8 @@ Format (see ``gateway/policy.toml``, the catalog the gateway ships with)::
 
     [purposes.PUBLIC_DISCLOSURE]
     name = "公示查询"
+    legal_basis = "public_information"   # public_information | statutory_duty | data_subject_request
+    own_subject_only = false             # true: the caller may only ask about itself
 
     [masks.resident_id]               # a masking rule for resident ID numbers
     kind = "resident_id"
@@ -22,6 +24,7 @@ Format (see ``gateway/policy.toml``, the catalog the gateway ships with)::
     authorized_purposes = ["FINANCING"]   # allowed only with the subject's authorization ...
     authorization_category = "tax"        # ... for this data category
     mask = "resident_id"              # optional masking rule for the item's fields
+    reported = true                   # named in access histories (false for bookkeeping items)
     rows = ["penalty_publicity"]      # optional row rules for the item's record lists
     fields = ["Entity.penalties", "Penalty.decisionNumber"]
 
@@ -42,6 +45,8 @@ from gateway.tables import strict_table
 
 DEFAULT_CATALOG = Path(__file__).with_name("policy.toml")
 DISCLOSURE_CLASSES = ("public", "government_shared", "authorized", "internal")
+# PIPL art. 13: public information, statutory duties, the data subject's own request.
+LEGAL_BASES = ("public_information", "statutory_duty", "data_subject_request")
 ROW_RULE_KEYS: dict[str, dict[str, bool]] = {
     # key -> required?
     "publicity_window": {
@@ -58,6 +63,8 @@ ROW_RULE_KEYS: dict[str, dict[str, bool]] = {
 class Purpose:
     code: str
     name: str
+    legal_basis: str  # recorded in the audit trail for every release under this purpose
+    own_subject_only: bool = False  # the caller may only ask about itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,7 @@ class Item:
     mask: str | None
     rows: tuple[str, ...]
     fields: tuple[str, ...]
+    reported: bool = True  # named in access histories as a category of data released
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +135,16 @@ def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalo
     strict_table(where, data, {"purposes", "items"}, {"masks", "rows"})
     purposes = {}
     for code, table in data["purposes"].items():
-        table = strict_table(f"{where} [purposes.{code}]", table, {"name"}, set())
-        purposes[code] = Purpose(code, table["name"])
+        section = f"{where} [purposes.{code}]"
+        table = strict_table(section, table, {"name", "legal_basis"}, {"own_subject_only"})
+        if table["legal_basis"] not in LEGAL_BASES:
+            raise ConfigurationError(
+                f"{section}: legal_basis must be one of {list(LEGAL_BASES)}"
+            )
+        if not isinstance(table.get("own_subject_only", False), bool):
+            raise ConfigurationError(f"{section}: own_subject_only must be true or false")
+        purposes[code] = Purpose(code, table["name"], table["legal_basis"],
+                                 table.get("own_subject_only", False))
 
     masks = {}
     for mask_id, table in data.get("masks", {}).items():
@@ -179,7 +195,8 @@ def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalo
     for item_id, table in data["items"].items():
         section = f"{where} [items.{item_id}]"
         table = strict_table(section, table, {"name", "class", "purposes", "fields"},
-                        {"authorized_purposes", "authorization_category", "mask", "rows"})
+                        {"authorized_purposes", "authorization_category", "mask", "rows",
+                         "reported"})
         if table["class"] not in DISCLOSURE_CLASSES:
             raise ConfigurationError(
                 f"{section}: class {table['class']!r} is not one of {list(DISCLOSURE_CLASSES)}"
@@ -210,9 +227,11 @@ def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalo
                     f"{section}: field {coordinate} already belongs to item {seen[coordinate]!r}"
                 )
             seen[coordinate] = item_id
+        if not isinstance(table.get("reported", True), bool):
+            raise ConfigurationError(f"{section}: reported must be true or false")
         items[item_id] = Item(
             item_id, table["name"], table["class"], allowed, authorized, category,
-            mask, rule_ids, fields,
+            mask, rule_ids, fields, table.get("reported", True),
         )
     return Catalog(purposes, masks, rows, items)
 

@@ -19,6 +19,8 @@ def _serve(config_path: Path, host: str, port: int) -> int:
     from gateway.app import create_app
     from gateway.settings import load_settings
 
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = load_settings(config_path)
     app = create_app(settings)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
@@ -131,6 +133,33 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.audit import AuditStore, AuditUnavailable
+
+    settings = _settings(args)
+
+    async def verify():
+        store = AuditStore(settings.audit.url)
+        try:
+            return await store.verify()
+        finally:
+            await store.aclose()
+
+    try:
+        report = asyncio.run(verify())
+    except AuditUnavailable as exc:
+        print(f"credit-gateway: the audit trail cannot be read: {exc}", file=sys.stderr)
+        return 2
+    if report.ok:
+        print(f"audit trail OK: {report.records} records, hash chain intact")
+        return 0
+    print(f"audit trail TAMPERED at record {report.seq}: {report.problem} "
+          f"({report.records} records checked before it)")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="credit-gateway",
@@ -172,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--lifetime", type=int, default=3600, help="seconds (default 3600)")
     token.set_defaults(handler=cmd_token)
 
+    audit = commands.add_parser("audit", help="the access audit trail")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_commands.add_parser(
+        "verify", help="walk the hash chain and report the first altered, inserted or "
+        "deleted record (exit 1)")
+    verify.add_argument("--config", type=Path, default=default_config)
+    verify.set_defaults(handler=cmd_audit_verify)
+
     policy = commands.add_parser("policy", help="check or explain the purpose-of-use policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     for name, handler, help_text in (
@@ -189,7 +226,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -7,8 +7,10 @@ from datetime import date
 from typing import Any
 
 from gateway.clients import Client
+from gateway.enforcement import Plan
 from gateway.loaders import Loaders
 from gateway.policy import Decision, Policy
+from gateway.recording import AuditRecorder
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
 
@@ -23,8 +25,10 @@ class RequestContext:
     are this request's DataLoaders; ``sources`` the process's connectors (for
     calls that are not batched, such as a name search). ``denied_fields``,
     ``authorizations_used`` and ``loaders.withheld`` record what the policy
-    did, for the response and the audit trail. ``response`` is the HTTP
-    response being built (status and headers).
+    did, for the response and the audit trail; ``subjects`` are the
+    organizations and (hashed) persons the request asked about, ``plan`` the
+    enforcement plan of the operation, ``recorder`` writes its audit record.
+    ``response`` is the HTTP response being built (status and headers).
     """
 
     request_id: str
@@ -37,6 +41,11 @@ class RequestContext:
     today: date
     loaders: Loaders
     response: Any
+    recorder: AuditRecorder
+    started: float  # time.perf_counter() when the request arrived
+    plan: Plan | None = None
+    rejected: bool = False
+    subjects: set[str] = field(default_factory=set)
     denied_fields: list[str] = field(default_factory=list)
     authorizations_used: set[str] = field(default_factory=set)
 

@@ -54,6 +54,7 @@ class Plan:
     document: DocumentNode
     denied: list[DeniedField] = field(default_factory=list)
     order: dict[Path, list[str]] = field(default_factory=dict)  # response keys per parent
+    selected: set[str] = field(default_factory=set)  # permitted coordinates the operation uses
 
     def denied_coordinates(self) -> list[str]:
         return sorted({d.coordinate for d in self.denied})
@@ -119,6 +120,11 @@ class _Planner:
                 if visible and key not in order:
                     order.append(key)
                 denied = self._denied(type_, selection.name.value)
+                if visible and denied is None and not selection.name.value.startswith("__"):
+                    self.plan.selected.update(
+                        f"{t.name}.{selection.name.value}" for t in self._possible_types(type_)
+                        if selection.name.value in t.fields
+                    )
                 if denied is not None:
                     changed = True
                     if visible:
@@ -160,10 +166,7 @@ class _Planner:
         rewritten = {}
         for name, fragment in self.fragments.items():
             condition = self.schema.get_type(fragment.type_condition.name.value)
-            saved = (self.plan.denied, self.plan.order)
-            self.plan.denied, self.plan.order = [], {}
             inner = self.walk(fragment.selection_set, condition, (), False)
-            self.plan.denied, self.plan.order = saved
             if inner is not fragment.selection_set:
                 rewritten[name] = FragmentDefinitionNode(**{**_attrs(fragment), "selection_set": inner})
         return rewritten
@@ -184,8 +187,9 @@ def plan_operation(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None,
     variables: Mapping[str, Any] | None, decision: Decision,
 ) -> Plan | None:
-    """The plan for the operation to be executed; ``None`` when nothing is denied
-    (or the operation cannot be found: execution will report that)."""
+    """The plan for the operation to be executed: the document without denied
+    fields (the same document when nothing is denied). ``None`` when the
+    operation cannot be found: execution will report that."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
         operations = [o for o in operations if o.name and o.name.value == operation_name]
@@ -196,8 +200,9 @@ def plan_operation(
     planner = _Planner(schema, document, operation, variables or {}, decision)
     selection_set = planner.walk(operation.selection_set, root, (), True)
     fragments = planner.rewrite_fragments()
+    plan = planner.plan
     if selection_set is operation.selection_set and not fragments:
-        return None
+        return plan
     definitions = []
     for definition in document.definitions:
         if definition is operation:
@@ -207,7 +212,6 @@ def plan_operation(
         elif isinstance(definition, FragmentDefinitionNode):
             definition = fragments.get(definition.name.value, definition)
         definitions.append(definition)
-    plan = planner.plan
     plan.document = DocumentNode(definitions=tuple(definitions))
     plan.order = {p: keys for p, keys in plan.order.items() if p in planner.touched}
     return plan
@@ -269,7 +273,9 @@ class PurposePolicy(SchemaExtension):
                 execution.schema._schema, document, execution.operation_name,
                 execution.variables, context.decision,
             )
+        context.plan = plan
         if plan is not None and plan.denied and context.client.rejects_denied:
+            context.rejected = True
             context.response.status_code = 403
             denied = plan.denied_coordinates()
             execution.result = ExecutionResult(data=None, errors=[GraphQLError(

@@ -21,10 +21,12 @@ class Loaders:
     the source serving the record type. Keys requested in the same tick are
     batched into calls of at most ``max_batch_keys`` keys each. Record lists
     pass through the purpose's row filter for their record type; the records
-    it withholds are counted in ``withheld`` by record type.
+    it withholds are counted in ``withheld`` by record type; ``sources_called``
+    names every source a loader was asked of.
     """
 
-    __slots__ = ("_registry", "_max_batch_keys", "_loaders", "_decision", "_today", "withheld")
+    __slots__ = ("_registry", "_max_batch_keys", "_loaders", "_decision", "_today", "withheld",
+                 "sources_called")
 
     def __init__(self, registry: SourceRegistry, max_batch_keys: int, decision: Decision,
                  today: date) -> None:
@@ -34,11 +36,14 @@ class Loaders:
         self._today = today
         self._loaders: dict[str, DataLoader] = {}
         self.withheld: Counter[str] = Counter()
+        self.sources_called: set[str] = set()
 
     def loader(self, record_type: str) -> DataLoader:
         loader = self._loaders.get(record_type)
         if loader is None:
-            batch = self._registry.serving(record_type).batch_function(record_type)
+            source = self._registry.serving(record_type)
+            self.sources_called.add(source.id)
+            batch = source.batch_function(record_type)
             row_filter = self._decision.row_filters.get(record_type)
             if row_filter is not None:
                 batch = self._filtered(batch, row_filter, record_type)

@@ -18,6 +18,11 @@ File format::
     algorithms = ["RS256", "ES256"]   # accepted `alg` values
     clients_file = "clients.toml"     # the client registry
 
+    [audit]                           # the access audit trail (PIPL arts. 55-56)
+    url = "postgresql+asyncpg://gateway@audit-db/audit"   # its own database
+    subject_key = "..."               # secret (32+ characters) keying the hashes of ID numbers
+    retention_days = 1096             # at least three years
+
     [sources.hz-market]               # one table per source; the key is the source id
     connector = "market"              # connector kind, see connectors.CONNECTORS
     url = "sqlite+aiosqlite:///data/market.db"
@@ -28,7 +33,8 @@ File format::
 
 Relative file paths are read relative to the configuration file.
 Environment overrides: ``CREDIT_GATEWAY_<KEY>`` sets a ``[gateway]`` key,
-``CREDIT_GATEWAY_AUTH_<KEY>`` an ``[auth]`` key (lists comma-separated) and
+``CREDIT_GATEWAY_AUTH_<KEY>`` an ``[auth]`` key (lists comma-separated),
+``CREDIT_GATEWAY_AUDIT_<KEY>`` an ``[audit]`` key and
 ``CREDIT_GATEWAY_SOURCE_<ID>_<KEY>`` a source key, where ``<ID>`` is the
 source id upper-cased with ``-`` as ``_`` (``CREDIT_GATEWAY_SOURCE_HZ_MARKET_URL``).
 Unknown keys, in the file or the environment, are errors: a typo never passes
@@ -51,6 +57,7 @@ from gateway.tables import strict_table
 ENV_PREFIX = "CREDIT_GATEWAY_"
 ENV_CONFIG_PATH = "CREDIT_GATEWAY_CONFIG"
 DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "Ed25519")
+MIN_RETENTION_DAYS = 1096  # PIPL art. 56: processing records kept at least three years
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +83,17 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditSettings:
+    url: str
+    subject_key: str
+    retention_days: int = MIN_RETENTION_DAYS
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     sources: tuple[SourceSettings, ...]
     auth: AuthSettings
+    audit: AuditSettings
     max_entities_per_request: int = 1000
     max_batch_keys: int = 500
     max_search_page: int = 100
@@ -101,8 +116,9 @@ def _required(cls: type, exclude: set[str]) -> set[str]:
     }
 
 
-GATEWAY_KEYS = _keys(Settings, {"sources", "auth"})
+GATEWAY_KEYS = _keys(Settings, {"sources", "auth", "audit"})
 AUTH_KEYS = _keys(AuthSettings, set())
+AUDIT_KEYS = _keys(AuditSettings, set())
 SOURCE_KEYS = _keys(SourceSettings, {"id"})
 
 
@@ -164,11 +180,12 @@ def parse_settings(
     base_dir: Path | None = None,
 ) -> Settings:
     """Build ``Settings`` from parsed TOML and environment overrides."""
-    unknown = set(data) - {"gateway", "auth", "sources"}
+    unknown = set(data) - {"gateway", "auth", "audit", "sources"}
     if unknown:
         raise ConfigurationError(f"{where}: unknown section(s) {sorted(unknown)}")
     gateway = _table(data, "gateway", where)
     auth = _table(data, "auth", where)
+    audit = _table(data, "audit", where)
     raw_sources = _table(data, "sources", where)
     if not all(isinstance(t, dict) for t in raw_sources.values()):
         raise ConfigurationError(f"{where}: [sources] must hold one table per source")
@@ -193,6 +210,8 @@ def parse_settings(
             sources[env_ids[match]][rest[len(match) + 1:].lower()] = value
         elif rest.startswith("AUTH_") and rest[len("AUTH_"):].lower() in AUTH_KEYS:
             auth[rest[len("AUTH_"):].lower()] = value
+        elif rest.startswith("AUDIT_") and rest[len("AUDIT_"):].lower() in AUDIT_KEYS:
+            audit[rest[len("AUDIT_"):].lower()] = value
         elif rest.lower() in GATEWAY_KEYS:
             gateway[rest.lower()] = value
         else:
@@ -211,6 +230,17 @@ def parse_settings(
     if not auth_values.get("algorithms", DEFAULT_ALGORITHMS):
         raise ConfigurationError(f"{where} [auth]: algorithms must not be empty")
 
+    if not audit:
+        raise ConfigurationError(f"{where}: no [audit] table: every release must be recorded")
+    audit_values = _section(f"{where} [audit]", audit, AUDIT_KEYS,
+                            _required(AuditSettings, set()), base_dir)
+    if audit_values.get("retention_days", MIN_RETENTION_DAYS) < MIN_RETENTION_DAYS:
+        raise ConfigurationError(
+            f"{where} [audit]: retention_days must be at least {MIN_RETENTION_DAYS} (three years)"
+        )
+    if len(audit_values["subject_key"]) < 32:
+        raise ConfigurationError(f"{where} [audit]: subject_key must have at least 32 characters")
+
     if not sources:
         raise ConfigurationError(f"{where}: no [sources.<id>] tables: nothing to serve")
     parsed = tuple(
@@ -219,7 +249,8 @@ def parse_settings(
         ))
         for sid, table in sources.items()
     )
-    return Settings(sources=parsed, auth=AuthSettings(**auth_values), **gateway_values)
+    return Settings(sources=parsed, auth=AuthSettings(**auth_values),
+                    audit=AuditSettings(**audit_values), **gateway_values)
 
 
 def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:

@@ -11,6 +11,7 @@ import strawberry
 from connectors import record_types as rt
 from gateway.errors import ForbiddenForPurpose
 from resolvers import records as r
+from resolvers.audit import AccessHistoryPage, access_history
 from resolvers.masking import masked_identifier
 from resolvers.scalars import USCC, ResidentId
 
@@ -32,7 +33,9 @@ def from_source(record_type: str, returns: Any, key: str, description: str) -> A
         category = context.decision.authorization_by_record_type.get(record_type)
         if category is None:
             return context.loaders.load(record_type, getattr(root, key))
-        return load_if_authorized(context, record_type, getattr(root, key), category)
+        return load_if_authorized(
+            context, record_type, getattr(root, key), category, f"Entity.{info.field_name}"
+        )
 
     resolve.__annotations__ = {"root": Any, "info": strawberry.Info, "return": Optional[returns]}
     return strawberry.field(
@@ -40,7 +43,9 @@ def from_source(record_type: str, returns: Any, key: str, description: str) -> A
     )
 
 
-async def load_if_authorized(context: Any, record_type: str, uscc: str, category: str) -> Any:
+async def load_if_authorized(
+    context: Any, record_type: str, uscc: str, category: str, coordinate: str
+) -> Any:
     """Load ``record_type`` only when the subject has authorized the caller's
     organization to see ``category`` for the declared purpose, today."""
     grantee = context.client.organization_code
@@ -49,6 +54,7 @@ async def load_if_authorized(context: Any, record_type: str, uscc: str, category
         if grantee and authorization.covers(grantee, context.purpose, category, context.today):
             context.authorizations_used.add(authorization.number)
             return await context.loaders.load(record_type, uscc)
+    context.denied_fields.append(coordinate)
     raise ForbiddenForPurpose(
         f"{context.purpose} needs the enterprise's valid authorization of "
         f"{context.client.organization} to see {category} data",
@@ -112,6 +118,13 @@ class Entity:
         rt.REPAIRS, list[r.CreditRepair], "Credit repairs."
     )
 
+    @strawberry.field(description="Who read this organization's credit data: organization, "
+                      "time, purpose and categories of data, newest first.")
+    async def access_history(
+        self, info: strawberry.Info, first: int = 20, after: Optional[str] = None
+    ) -> Optional[AccessHistoryPage]:
+        return await access_history(self.uscc, info, first, after)
+
 
 @strawberry.type(description="A natural person's credit record, keyed by resident identity number.")
 class Person:
@@ -133,4 +146,5 @@ class Person:
         registration_loader = info.context.loaders.loader(rt.REGISTRATION)
         for registration in registrations:
             registration_loader.prime(registration.uscc, registration)
+        info.context.subjects.update(registration.uscc for registration in registrations)
         return [Entity(uscc=registration.uscc) for registration in registrations]

@@ -8,12 +8,35 @@ import strawberry
 
 from connectors import record_types as rt
 from gateway.codes import InvalidCode, validate_uscc
-from gateway.errors import InvalidInput, TooManyKeys
+from gateway.errors import ForbiddenForPurpose, InvalidInput, TooManyKeys
 from resolvers.access import Access, my_access
+from resolvers.audit import AuditTrailPage, audit_trail
 from resolvers.entity import Entity, Person
 from resolvers.scalars import USCC, ResidentId
 
 MIN_SEARCH_TEXT = 2
+
+
+def own_subject_only(info: strawberry.Info, field: str) -> None:
+    """Purposes bound to the caller's own record may not look anyone up."""
+    context = info.context
+    if context.decision.purpose.own_subject_only:
+        raise ForbiddenForPurpose(
+            f"{field} is not available for {context.purpose}: ask about your own code only",
+            context.purpose,
+        )
+
+
+def subject(info: strawberry.Info, uscc: str) -> str:
+    """Record ``uscc`` as a subject of this request; refuse anyone else's code
+    under a purpose bound to the caller's own record."""
+    context = info.context
+    if context.decision.purpose.own_subject_only and uscc != context.client.organization_code:
+        raise ForbiddenForPurpose(
+            f"{context.purpose} may only ask about the caller's own code", context.purpose,
+        )
+    context.subjects.add(uscc)
+    return uscc
 
 
 @strawberry.type(description="One page of a name search.")
@@ -28,8 +51,8 @@ class EntitySearchPage:
 @strawberry.type
 class Query:
     @strawberry.field(description="One organization's credit record.")
-    def entity(self, uscc: USCC) -> Entity:
-        return Entity(uscc=uscc)
+    def entity(self, uscc: USCC, info: strawberry.Info) -> Entity:
+        return Entity(uscc=subject(info, uscc))
 
     @strawberry.field(
         description=(
@@ -45,7 +68,7 @@ class Query:
                 f"entities accepts at most {limit} codes per request, got {len(usccs)}",
                 limit=limit,
             )
-        return [Entity(uscc=uscc) for uscc in usccs]
+        return [Entity(uscc=subject(info, uscc)) for uscc in usccs]
 
     @strawberry.field(description="Organizations whose registered name contains `name`, by USCC.")
     async def search_entities(
@@ -55,6 +78,7 @@ class Query:
         first: int = 20,
         after: Optional[str] = None,
     ) -> EntitySearchPage:
+        own_subject_only(info, "searchEntities")
         text = name.strip()
         if len(text) < MIN_SEARCH_TEXT:
             raise InvalidInput(f"name must have at least {MIN_SEARCH_TEXT} characters")
@@ -67,12 +91,14 @@ class Query:
             except InvalidCode:
                 raise InvalidInput("after is not a cursor returned by searchEntities") from None
         source = info.context.sources.serving(rt.REGISTRATION)
+        info.context.loaders.sources_called.add(source.id)
         found = await source.search_by_name(text, after, first + 1)
         page = found[:first]
         registration_loader = info.context.loaders.loader(rt.REGISTRATION)
         for registration in page:
             registration_loader.prime(registration.uscc, registration)
         has_next = len(found) > first
+        info.context.subjects.update(reg.uscc for reg in page)
         return EntitySearchPage(
             entities=[Entity(uscc=reg.uscc) for reg in page],
             end_cursor=page[-1].uscc if has_next else None,
@@ -85,5 +111,14 @@ class Query:
     )
 
     @strawberry.field(description="One natural person's credit record.")
-    def person(self, id_number: ResidentId) -> Person:
+    def person(self, id_number: ResidentId, info: strawberry.Info) -> Person:
+        own_subject_only(info, "person")
+        context = info.context
+        context.subjects.add(context.recorder.person_subject(id_number))
         return Person(id_number=id_number)
+
+    audit_trail: Optional[AuditTrailPage] = strawberry.field(
+        resolver=audit_trail,
+        description="The access audit trail, newest first, filtered by client, purpose, "
+        "subject (USCC or resident ID) and time window.",
+    )

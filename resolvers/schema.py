@@ -15,6 +15,7 @@ from gateway.catalog import Catalog
 from gateway.enforcement import PurposePolicy
 from gateway.errors import ClientError, SourceError
 from gateway.policy import Policy, schema_fields
+from gateway.recording import AuditTrail
 from resolvers.entity import RECORD_TYPE
 from resolvers.masking import MaskedIdentifier
 from resolvers.query import Query
@@ -56,6 +57,7 @@ def build_schema() -> strawberry.Schema:
             ParserCache,
             ValidationCache,
             PurposePolicy,
+            AuditTrail,
             lambda: MaskErrors(should_mask_error=is_internal, error_message="Internal error."),
         ],
     )

@@ -82,7 +82,7 @@ def test_unknown_purpose_is_400_listing_the_valid_ones(gateway):
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "UNKNOWN_PURPOSE"
     assert "FINANCING" in error["extensions"]["validPurposes"]
-    assert "valid purposes: CREDIT_REPAIR_REVIEW, FINANCING, INCENTIVE_REVIEW" in error["message"]
+    assert "valid purposes: AUDIT, CREDIT_REPAIR_REVIEW, FINANCING, INCENTIVE_REVIEW" in error["message"]
 
 
 @pytest.mark.parametrize(("client_id", "purpose"), [

@@ -43,7 +43,7 @@ def test_token_for_an_unknown_client_is_refused(config, capsys):
 
 def test_policy_check(capsys):
     assert main(["policy", "check", "--config", "/nonexistent.toml"]) == 0
-    assert "policy catalog OK: 9 purposes" in capsys.readouterr().out
+    assert "policy catalog OK: 10 purposes" in capsys.readouterr().out
 
 
 def test_policy_explain_prints_what_a_purpose_may_see(capsys):
@@ -65,7 +65,7 @@ def test_policy_explain_unknown_purpose(capsys):
 
 def test_broken_catalog_is_a_configuration_error(tmp_path, capsys):
     catalog = tmp_path / "policy.toml"
-    catalog.write_text('[purposes.A]\nname = "a"\n[items.x]\nname = "x"\nclass = "public"\n'
+    catalog.write_text('[purposes.A]\nname = "a"\nlegal_basis = "statutory_duty"\n[items.x]\nname = "x"\nclass = "public"\n'
                        'purposes = "all"\nfields = ["Query.entity"]\n')
     assert main(["policy", "check", "--catalog", str(catalog)]) == 2
     assert "no policy entry for field(s)" in capsys.readouterr().err

@@ -18,33 +18,35 @@ from resolvers.schema import build_policy
 
 PURPOSES = ["PUBLIC_DISCLOSURE", "LICENSING_REVIEW", "JOINT_PUNISHMENT", "INCENTIVE_REVIEW",
             "FINANCING", "PROCUREMENT_REVIEW", "SUPERVISION", "CREDIT_REPAIR_REVIEW",
-            "SELF_INQUIRY"]
+            "SELF_INQUIRY", "AUDIT"]
 
 # A = allowed, Z = allowed only with the subject's authorization, - = denied.
-# Columns follow PURPOSES: PD LR JP IR FI PR SU CR SI
+# Columns follow PURPOSES: PD LR JP IR FI PR SU CR SI AU
 ITEM_ACCESS = {
-    "lookup":                  "AAAAAAAAA",
-    "access_info":             "AAAAAAAAA",
-    "provenance":              "AAAAAAAAA",
-    "registration":            "AAAAAAAAA",
-    "legal_representative_id": "-AA--AAA-",
-    "abnormal_operations":     "AA--AAAA-",
-    "serious_violations":      "AAAAAAAA-",
-    "licences":                "AA--AAAA-",
-    "penalties":               "AA-AAAAA-",
-    "person_penalties":        "-A---AAA-",
-    "tax_ratings":             "AAAAZAAA-",
-    "tax_arrears":             "-AA-ZAAA-",
-    "dishonest_debtors":       "AAAAAAAA-",
-    "debtor_id_number":        "AAA-AAAA-",
-    "person_identity":         "AAAAAAAAA",
-    "legal_representative_of": "-AA--AAA-",
-    "social_insurance":        "-A--ZAA--",
-    "environmental_ratings":   "-AAAZAAA-",
-    "environmental_penalties": "AA--AAAA-",
-    "credit_lists":            "AAAAAAAA-",
-    "commitments":             "-A-A--AA-",
-    "repairs":                 "------AA-",
+    "lookup":                  "AAAAAAAAAA",
+    "access_info":             "AAAAAAAAAA",
+    "provenance":              "AAAAAAAAAA",
+    "registration":            "AAAAAAAAAA",
+    "legal_representative_id": "-AA--AAA--",
+    "abnormal_operations":     "AA--AAAAA-",
+    "serious_violations":      "AAAAAAAAA-",
+    "licences":                "AA--AAAAA-",
+    "penalties":               "AA-AAAAAA-",
+    "person_penalties":        "-A---AAA--",
+    "tax_ratings":             "AAAAZAAAA-",
+    "tax_arrears":             "-AA-ZAAAA-",
+    "dishonest_debtors":       "AAAAAAAAA-",
+    "debtor_id_number":        "AAA-AAAA--",
+    "person_identity":         "AAAAAAAAAA",
+    "legal_representative_of": "-AA--AAA--",
+    "social_insurance":        "-A--ZAA-A-",
+    "environmental_ratings":   "-AAAZAAAA-",
+    "environmental_penalties": "AA--AAAAA-",
+    "credit_lists":            "AAAAAAAAA-",
+    "commitments":             "-A-A--AAA-",
+    "repairs":                 "------AAA-",
+    "access_history":          "--------AA",
+    "audit_trail":             "---------A",
 }
 MASKED_FIELDS = {"Registration.legalRepresentativeIdNumber",
                  "DishonestDebtorRecord.subjectIdNumber", "Person.idNumber"}
@@ -65,6 +67,17 @@ def policy():
 def test_the_shipped_catalog_decides_every_field_of_the_schema(policy):
     assert list(policy.catalog.purposes) == PURPOSES
     assert set(policy.catalog.items) == set(ITEM_ACCESS)
+
+
+LEGAL_BASES = {"PUBLIC_DISCLOSURE": "public_information", "FINANCING": "public_information",
+               "SELF_INQUIRY": "data_subject_request"}
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_purposes_carry_their_legal_basis_and_subject_binding(policy, purpose):
+    declared = policy.catalog.purposes[purpose]
+    assert declared.legal_basis == LEGAL_BASES.get(purpose, "statutory_duty")
+    assert declared.own_subject_only == (purpose == "SELF_INQUIRY")
 
 
 @pytest.mark.parametrize("purpose", PURPOSES)
@@ -230,6 +243,8 @@ def _broken(raw, change):
     (lambda d: d["rows"]["penalty_publicity"].update(kind="magic"), "kind must be one of"),
     (lambda d: d["rows"]["tax_rating_grades"]["allowed"].update(NOPE=["A"]), r"unknown key\(s\) \['NOPE'\]"),
     (lambda d: d["purposes"]["FINANCING"].update(label="x"), r"unknown key\(s\) \['label'\]"),
+    (lambda d: d["purposes"]["FINANCING"].update(legal_basis="because"), "legal_basis must be one of"),
+    (lambda d: d["items"]["lookup"].update(reported="no"), "reported must be true or false"),
     (lambda d: d.update(extra={}), r"unknown key\(s\) \['extra'\]"),
 ])
 def test_malformed_catalogs_are_refused(raw_catalog, change, message):

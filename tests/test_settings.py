@@ -18,6 +18,10 @@ audience = "urn:test:gateway"
 jwks_file = "keys/jwks.json"
 clients_file = "clients.toml"
 
+[audit]
+url = "sqlite+aiosqlite:///audit.db"
+subject_key = "0123456789abcdef0123456789abcdef"
+
 [sources.hz-market]
 connector = "market"
 url = "sqlite+aiosqlite:///market.db"
@@ -46,6 +50,7 @@ def test_file_is_read_with_defaults(tmp_path):
     assert settings.auth.clients_file == str(tmp_path.resolve() / "clients.toml")
     assert settings.auth.algorithms == ("RS256", "PS256", "ES256", "Ed25519")
     assert settings.policy_file == ""
+    assert settings.audit.retention_days == 1096
 
 
 def test_environment_overrides_gateway_and_source_keys(tmp_path):
@@ -76,10 +81,16 @@ def test_environment_overrides_gateway_and_source_keys(tmp_path):
         (VALID.split("[sources.")[0], {}, "no \\[sources.<id>\\] tables"),
         (VALID.replace("[auth]", "[other_auth]"), {}, r"unknown section\(s\) \['other_auth'\]"),
         ("[gateway]\n[sources.x]\n", {}, r"no \[auth\] table"),
+        (VALID.split("[audit]")[0] + "[sources." + VALID.split("[sources.")[1], {},
+         r"no \[audit\] table"),
         (VALID.replace('jwks_file = "keys/jwks.json"', 'jwks_url = "https://idp/jwks"\njwks_file = "k"'), {},
          "set exactly one of jwks_file and jwks_url"),
         (VALID.replace('audience = "urn:test:gateway"\n', ""), {}, r"\[auth\]: missing key\(s\) \['audience'\]"),
         (VALID.replace('clients_file = "clients.toml"', "clients_file = 3"), {}, "clients_file must be str"),
+        (VALID.replace("[audit]", "[audit_trail]"), {}, r"unknown section\(s\) \['audit_trail'\]"),
+        (VALID.replace('subject_key = "0123456789abcdef0123456789abcdef"', 'subject_key = "short"'), {},
+         "subject_key must have at least 32 characters"),
+        (VALID + "", {"CREDIT_GATEWAY_AUDIT_RETENTION_DAYS": "365"}, "at least 1096"),
         ("[gateway\n", {}, "is not valid TOML"),
         ("[other]\n", {}, r"unknown section\(s\) \['other'\]"),
         (VALID, {"CREDIT_GATEWAY_MAX_BATCH": "5"}, "CREDIT_GATEWAY_MAX_BATCH is not a gateway setting"),

@@ -1,0 +1,55 @@
+"""Extending the chain: one transaction appends a batch of entries after the head.
+
+The head row is read with ``SELECT ... FOR UPDATE`` (PostgreSQL: a second
+writer, in this process or another, waits here until the first commits, then
+reads the head it left; SQLite: a no-op, the connection already holds the
+database write lock from ``BEGIN IMMEDIATE``). The records and their subject
+index rows are inserted and the head moves, all in the caller's transaction:
+either the whole batch is in the trail or none of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.audit import schema
+from gateway.audit.chain import record_hash
+from gateway.audit.entry import AuditEntry, AuditRecord
+from gateway.audit.errors import AuditUnavailable
+from gateway.audit.rows import entry_row
+
+
+async def extend_chain(conn: AsyncConnection, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+    """Append ``entries`` in order; ``conn`` must be in a (write) transaction."""
+    head = (await conn.execute(
+        sa.select(schema.head.c.seq, schema.head.c.hash)
+        .where(schema.head.c.id == schema.HEAD_ID)
+        .with_for_update()
+    )).one_or_none()
+    if head is None:
+        raise AuditUnavailable("the audit trail has no chain head: run AuditStore.migrate()")
+    seq, prev_hash = head.seq, head.hash
+    added: list[AuditRecord] = []
+    record_rows: list[dict[str, object]] = []
+    subject_rows: list[dict[str, object]] = []
+    for entry in entries:
+        seq += 1
+        digest = record_hash(seq, prev_hash, entry)
+        added.append(AuditRecord(seq=seq, entry=entry, prev_hash=prev_hash, hash=digest))
+        record_rows.append({**entry_row(entry), "seq": seq, "prev_hash": prev_hash, "hash": digest})
+        subject_rows.extend({"subject": s, "seq": seq} for s in dict.fromkeys(entry.subjects))
+        prev_hash = digest
+    await conn.execute(sa.insert(schema.records), record_rows)
+    if subject_rows:
+        await conn.execute(sa.insert(schema.subjects), subject_rows)
+    moved = await conn.execute(
+        sa.update(schema.head)
+        .where(schema.head.c.id == schema.HEAD_ID, schema.head.c.seq == head.seq)
+        .values(seq=seq, hash=prev_hash)
+    )
+    if moved.rowcount != 1:  # cannot happen under the lock; refuse rather than fork
+        raise AuditUnavailable("the chain head moved during the append")
+    return added

@@ -1,0 +1,136 @@
+"""``AuditStore``: the append-only, hash-chained audit trail of credit-data releases.
+
+PIPL requires a record of every release, kept at least 3 years. The gateway
+appends one entry per request before its response leaves and fails closed:
+``append`` returns only once the entry is committed and raises
+``AuditUnavailable`` otherwise. There is deliberately no update or delete.
+
+Appends of one process go through one group-commit writer (``writer.py``);
+each batch is one transaction that locks the chain head (``append.py``), so
+several processes sharing the database keep one chain. ``verify`` walks the
+chain (``verify.py``); ``query`` reads it with filters (``query.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from types import TracebackType
+
+from gateway.audit.append import extend_chain
+from gateway.audit.engine import audit_engine, write_connection
+from gateway.audit.entry import AuditEntry, AuditRecord
+from gateway.audit.errors import AuditUnavailable
+from gateway.audit.migrate import upgrade_to_head
+from gateway.audit.query import records_query
+from gateway.audit.rows import row_record
+from gateway.audit.verify import VerifyReport, verify_trail
+from gateway.audit.writer import GroupCommitWriter
+
+log = logging.getLogger("gateway.audit")
+
+
+class AuditStore:
+    """The audit trail in the database at ``url`` (an async SQLAlchemy URL).
+
+    ``max_batch`` bounds the entries one transaction carries;
+    ``timeout_seconds`` bounds one batch's transaction, one query and a
+    connection attempt (and is SQLite's busy timeout).
+    """
+
+    def __init__(self, url: str, *, max_batch: int = 256, timeout_seconds: float = 10.0) -> None:
+        self._engine = audit_engine(url, timeout_seconds=timeout_seconds)
+        self._timeout = timeout_seconds
+        self._writer = GroupCommitWriter(self._commit, max_batch=max_batch)
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema (``alembic upgrade head``); safe to run
+        from several processes at once."""
+        try:
+            async with self._engine.connect() as conn:
+                await write_connection(conn)
+                async with conn.begin():
+                    await conn.run_sync(upgrade_to_head)
+        except Exception as exc:
+            raise _unavailable("migrated", exc) from exc
+
+    async def append(self, entry: AuditEntry) -> AuditRecord:
+        """Append ``entry``; returns its record once committed. ``AuditUnavailable``
+        when it could not be (nothing of it is then in the trail, save for a
+        commit whose outcome the database never confirmed: a timeout or a
+        connection lost during COMMIT may leave a record of a refused request,
+        never the reverse)."""
+        if not isinstance(entry, AuditEntry):
+            raise TypeError("append() takes an AuditEntry")
+        return await self._writer.submit(entry)
+
+    async def verify(self) -> VerifyReport:
+        """Check the whole chain; the report names the first problem and its record."""
+        try:
+            async with self._engine.connect() as conn:
+                if conn.dialect.name == "postgresql":
+                    await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    return await verify_trail(conn)
+        except Exception as exc:
+            raise _unavailable("read", exc) from exc
+
+    async def query(
+        self,
+        *,
+        client_id: str | None = None,
+        purpose: str | None = None,
+        subject: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+        newest_first: bool = True,
+    ) -> list[AuditRecord]:
+        """Records matching every filter given, at most ``limit``, newest first
+        (or oldest first). ``since`` is inclusive, ``until`` exclusive (both
+        timezone-aware, on ``recorded_at``); ``subject`` matches a record naming
+        it among its subjects. ``after_seq`` is a paging cursor: the records that
+        come after record ``after_seq`` in the chosen order (``seq < after_seq``
+        newest first, ``seq > after_seq`` oldest first); pass the last ``seq``
+        of a page to get the next."""
+        statement = records_query(
+            client_id=client_id, purpose=purpose, subject=subject, since=since, until=until,
+            after_seq=after_seq, limit=limit, newest_first=newest_first,
+        )
+        try:
+            async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
+                rows = (await conn.execute(statement)).mappings().all()
+                return [row_record(row) for row in rows]
+        except Exception as exc:
+            raise _unavailable("read", exc) from exc
+
+    async def aclose(self) -> None:
+        """Commit the appends still queued, then release the database."""
+        try:
+            await self._writer.aclose()
+        finally:
+            await self._engine.dispose()
+
+    async def __aenter__(self) -> AuditStore:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def _commit(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
+            await write_connection(conn)
+            async with conn.begin():
+                return await extend_chain(conn, entries)
+
+
+def _unavailable(action: str, exc: Exception) -> AuditUnavailable:
+    if isinstance(exc, AuditUnavailable):
+        return exc
+    # The driver's words may name hosts or SQL: the log gets them, the message does not.
+    log.error("audit trail could not be %s: %r", action, exc)
+    return AuditUnavailable(f"the audit trail could not be {action}: {exc.__class__.__name__}")

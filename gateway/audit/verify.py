@@ -1,0 +1,162 @@
+"""Verification: walk the trail in ``seq`` order and report the first problem.
+
+The walk reads one consistent snapshot (one transaction; REPEATABLE READ on
+PostgreSQL, a read transaction on SQLite) a page at a time, so appends may go
+on while it runs and the trail is never held in memory at once. For each
+record, in this order: is it after the chain head (appended outside the
+writer)? is its ``seq`` the next one (a gap means deleted records)? does its
+content still give its hash (altered)? does its ``prev_hash`` name the previous
+record's hash (inserted, replaced or reordered)? does the subject index hold
+exactly its subjects? At the end: does the head name the last record (a
+deleted tail) and does the subject index name no record beyond it?
+
+An unkeyed hash chain detects any change short of a consistent rewrite of
+every record from the change onwards together with the head; anchoring the
+head hash outside the database (a published or exported head) closes that.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.audit import schema
+from gateway.audit.chain import GENESIS, record_hash
+from gateway.audit.rows import row_entry
+
+PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """``ok`` when the whole trail is intact; else ``problem`` says what is wrong
+    at ``seq``, the first record altered, inserted or deleted (``None`` when the
+    problem is not one record's). ``records`` counts the records found intact
+    before the problem (all of them when ``ok``)."""
+
+    ok: bool
+    records: int
+    problem: str | None
+    seq: int | None
+
+
+class _Problem(Exception):
+    def __init__(self, seq: int | None, problem: str) -> None:
+        super().__init__(problem)
+        self.seq = seq
+        self.problem = problem
+
+
+async def verify_trail(conn: AsyncConnection, *, page_size: int | None = None) -> VerifyReport:
+    """Verify the trail through ``conn``, which must be inside one transaction,
+    reading ``page_size`` records at a time (``PAGE_SIZE`` by default)."""
+    page_size = page_size or PAGE_SIZE
+    walk = _Walk()
+    try:
+        await walk.read_head(conn)
+        last: int | None = None
+        while True:
+            query = sa.select(schema.records).order_by(schema.records.c.seq).limit(page_size)
+            if last is not None:
+                query = query.where(schema.records.c.seq > last)
+            rows = (await conn.execute(query)).mappings().all()
+            if not rows:
+                break
+            index = await _subject_index(conn, last, rows[-1]["seq"])
+            for row in rows:
+                walk.check(row, index)
+            last = rows[-1]["seq"]
+        await walk.finish(conn)
+    except _Problem as found:
+        return VerifyReport(ok=False, records=walk.intact, problem=found.problem, seq=found.seq)
+    return VerifyReport(ok=True, records=walk.intact, problem=None, seq=None)
+
+
+async def _subject_index(conn: AsyncConnection, after: int | None, upto: int) -> dict[int, set[str]]:
+    query = sa.select(schema.subjects.c.seq, schema.subjects.c.subject).where(
+        schema.subjects.c.seq <= upto
+    )
+    if after is not None:
+        query = query.where(schema.subjects.c.seq > after)
+    index: dict[int, set[str]] = defaultdict(set)
+    for seq, subject in (await conn.execute(query)).all():
+        index[seq].add(subject)
+    return index
+
+
+class _Walk:
+    def __init__(self) -> None:
+        self.head_seq = 0
+        self.head_hash = GENESIS
+        self.expected_seq = 1
+        self.expected_prev = GENESIS
+        self.intact = 0
+
+    async def read_head(self, conn: AsyncConnection) -> None:
+        heads = (await conn.execute(sa.select(schema.head))).all()
+        if len(heads) != 1 or heads[0].id != schema.HEAD_ID:
+            raise _Problem(None, f"the chain head table holds {len(heads)} row(s) instead of "
+                                 f"the single row id={schema.HEAD_ID}")
+        self.head_seq, self.head_hash = heads[0].seq, heads[0].hash
+
+    def check(self, row: Mapping[str, Any], index: Mapping[int, set[str]]) -> None:
+        seq = row["seq"]
+        if seq > self.head_seq:
+            raise _Problem(seq, f"record {seq} comes after the chain head (record "
+                                f"{self.head_seq}): it was appended outside the audit writer")
+        if seq < self.expected_seq:
+            raise _Problem(seq, f"record {seq} is outside the chain, whose records are "
+                                f"numbered from 1: it was inserted")
+        if seq > self.expected_seq:
+            missing = _span(self.expected_seq, seq - 1)
+            raise _Problem(self.expected_seq, f"{missing} missing: record {seq} follows record "
+                                              f"{self.expected_seq - 1}: deleted")
+        try:
+            entry = row_entry(row)
+            content_hash = record_hash(seq, row["prev_hash"], entry)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise _Problem(seq, f"record {seq} was altered: it no longer reads as an "
+                                f"entry ({exc})") from None
+        if content_hash != row["hash"]:
+            raise _Problem(seq, f"record {seq} was altered: its content does not match its hash")
+        if row["prev_hash"] != self.expected_prev:
+            previous = "the genesis hash" if seq == 1 else f"record {seq - 1}'s hash"
+            raise _Problem(seq, f"record {seq} does not link to the chain: its prev_hash is not "
+                                f"{previous} (a record was inserted, replaced or reordered)")
+        if index.get(seq, set()) != set(entry.subjects):
+            raise _Problem(seq, f"the subject index of record {seq} does not match its "
+                                f"subjects: the index was altered")
+        if seq == self.head_seq and row["hash"] != self.head_hash:
+            raise _Problem(seq, f"the chain head's hash is not record {seq}'s hash: "
+                                f"the head was altered")
+        self.intact += 1
+        self.expected_seq = seq + 1
+        self.expected_prev = row["hash"]
+
+    async def finish(self, conn: AsyncConnection) -> None:
+        last = self.expected_seq - 1
+        if self.head_seq > last:
+            missing = _span(self.expected_seq, self.head_seq)
+            raise _Problem(self.expected_seq, f"{missing} missing: the trail ends at record "
+                                              f"{last} but the chain head names record "
+                                              f"{self.head_seq}: deleted")
+        if last == 0 and self.head_hash != GENESIS:
+            raise _Problem(None, "the chain head of an empty trail is not the genesis hash: "
+                                 "the head was altered")
+        stray = (await conn.execute(
+            sa.select(sa.func.min(schema.subjects.c.seq)).where(
+                sa.or_(schema.subjects.c.seq > last, schema.subjects.c.seq < 1)
+            )
+        )).scalar()
+        if stray is not None:
+            raise _Problem(stray, f"the subject index names record {stray}, which is not in "
+                                  f"the trail: the index was altered")
+
+
+def _span(first: int, last: int) -> str:
+    return f"record {first} is" if first == last else f"records {first}..{last} are"

@@ -1,0 +1,123 @@
+"""Recording every request in the access audit trail, before its response leaves.
+
+``AuditTrail`` (a schema extension) writes exactly one record per GraphQL
+operation once it has run, and fails closed: when the record cannot be
+committed, the response carries no data and the status 503. Requests refused
+before execution (bad token, unknown purpose...) are recorded as security
+events by ``AuditRecorder.record_refusal``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from gateway.audit import AuditEntry, AuditStore, AuditUnavailable
+from gateway.catalog import Catalog
+
+log = logging.getLogger("gateway.audit")
+
+AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
+
+
+class AuditRecorder:
+    """Turns what a request did into ``AuditEntry``s and appends them."""
+
+    def __init__(self, store: AuditStore, subject_key: bytes, catalog: Catalog) -> None:
+        self.store = store
+        self._subject_key = subject_key
+        self._catalog = catalog
+        self._item_of = catalog.item_of()
+
+    def person_subject(self, id_number: str) -> str:
+        """A natural person as recorded: a keyed hash, never the ID number."""
+        digest = hmac.new(self._subject_key, id_number.encode(), hashlib.sha256).hexdigest()
+        return f"person:{digest}"
+
+    def categories(self, coordinates: Iterable[str]) -> list[str]:
+        """Names of the data items that ``coordinates`` belong to (bookkeeping items left out)."""
+        names = {self._item_of[c].name for c in coordinates
+                 if c in self._item_of and self._item_of[c].reported}
+        return sorted(names)
+
+    def legal_basis(self, context: Any) -> tuple[str, ...]:
+        basis = [context.decision.purpose.legal_basis]
+        basis += [f"enterprise_authorization:{n}" for n in sorted(context.authorizations_used)]
+        return tuple(basis)
+
+    def entry_for(self, context: Any, result: Any) -> AuditEntry:
+        plan = context.plan
+        denied = set(context.denied_fields)
+        released = (plan.selected if plan is not None else set()) - denied
+        data = getattr(result, "data", None)
+        errors = getattr(result, "errors", None) or []
+        if context.rejected:
+            outcome = "rejected"
+        elif data is None:
+            outcome = "invalid" if plan is None or not errors else "failed"
+        else:
+            outcome = "partial" if errors else "ok"
+        return AuditEntry(
+            kind="release",
+            request_id=context.request_id,
+            recorded_at=datetime.now(timezone.utc),
+            client_id=context.client.id,
+            organization=context.client.organization,
+            purpose=context.purpose,
+            legal_basis=self.legal_basis(context),
+            subjects=tuple(sorted(context.subjects)),
+            released=tuple(sorted(released)),
+            masked=tuple(sorted(released & set(context.decision.masks))),
+            denied=tuple(sorted(denied)),
+            withheld=sum(context.withheld.values()),
+            sources=tuple(sorted(context.loaders.sources_called)),
+            outcome=outcome,
+            latency_ms=round((time.perf_counter() - context.started) * 1000, 3),
+        )
+
+    async def record_refusal(self, request_id: str, started: float, client_id: str | None,
+                             purpose: str | None, outcome: str, detail: str) -> None:
+        """Record a request refused before execution; no data was released, so
+        a failing trail is logged rather than turned into a 503."""
+        entry = AuditEntry(
+            kind="security_event", request_id=request_id,
+            recorded_at=datetime.now(timezone.utc), client_id=client_id, organization=None,
+            purpose=purpose, legal_basis=(), subjects=(), released=(), masked=(), denied=(),
+            withheld=0, sources=(), outcome=outcome,
+            latency_ms=round((time.perf_counter() - started) * 1000, 3), detail=detail,
+        )
+        try:
+            await self.store.append(entry)
+        except AuditUnavailable:
+            log.error("security event of request %s not recorded: audit trail unavailable",
+                      request_id)
+
+
+class AuditTrail(SchemaExtension):
+    """Writes the operation's audit record before the response leaves; fails closed."""
+
+    async def on_operation(self) -> AsyncIterator[None]:
+        yield
+        context = self.execution_context.context
+        result = self.execution_context.result
+        try:
+            await context.recorder.store.append(context.recorder.entry_for(context, result))
+        except AuditUnavailable:
+            log.error("request %s: audit record not committed, no data released",
+                      context.request_id)
+            context.response.status_code = 503
+            if result is not None:
+                result.data = None
+                result.errors = [GraphQLError(
+                    "the access audit trail is unavailable, so no data can be released; "
+                    "try again later",
+                    extensions={"code": AUDIT_UNAVAILABLE},
+                )]

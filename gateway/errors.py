@@ -57,6 +57,12 @@ class SourceTimeout(SourceError):
     code = "SOURCE_TIMEOUT"
 
 
+class CircuitOpen(SourceError):
+    """Recent failures opened the source's circuit breaker: it is not called."""
+
+    code = "CIRCUIT_OPEN"
+
+
 class BadSourceData(SourceError):
     """The source answered with data the gateway cannot interpret."""
 

@@ -31,6 +31,23 @@ File format::
     timeout_seconds = 5.0             # optional
     simulated_latency_ms = 0          # optional; demos and benchmarks only
 
+    [sources.sz-gateway]              # a partner city's endpoint (HTTP connectors)
+    connector = "shenzhen"
+    url = "https://credit.sz.example/graphql"
+    department = "深圳市公共信用中心"
+    city = "深圳"
+    divisions = ["4403"]              # registrations of these division codes come from here
+    token_url = "https://credit.sz.example/oauth/token"   # OAuth 2.0 client credentials
+    client_id = "huizhou-gateway"
+    client_secret = "..."
+    timeout_seconds = 2.0             # per request, retries included
+    retries = 2                       # extra attempts for reads, exponential backoff with jitter
+    backoff_seconds = 0.05
+    breaker_failures = 5              # consecutive failures that open the circuit ...
+    breaker_reset_seconds = 30        # ... for this long
+    max_concurrency = 8               # requests in flight at once
+    max_response_bytes = 5000000
+
 Relative file paths are read relative to the configuration file.
 Environment overrides: ``CREDIT_GATEWAY_<KEY>`` sets a ``[gateway]`` key,
 ``CREDIT_GATEWAY_AUTH_<KEY>`` an ``[auth]`` key (lists comma-separated),
@@ -69,6 +86,17 @@ class SourceSettings:
     city: str
     timeout_seconds: float = 5.0
     simulated_latency_ms: float = 0.0
+    # Partner endpoints (HTTP connectors) only:
+    divisions: tuple[str, ...] = ()  # division-code prefixes whose registrations this source holds
+    token_url: str = ""  # OAuth 2.0 client-credentials token endpoint
+    client_id: str = ""
+    client_secret: str = ""
+    retries: int = 2  # extra attempts for a failed read, with exponential backoff and jitter
+    backoff_seconds: float = 0.05
+    breaker_failures: int = 5  # consecutive failures that open the circuit ...
+    breaker_reset_seconds: float = 30.0  # ... for this long
+    max_concurrency: int = 8  # requests in flight to the partner at once
+    max_response_bytes: int = 5_000_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
 
@@ -15,6 +16,25 @@ log = logging.getLogger("gateway.sources")
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
+
+
+#: Sent on every call to a partner; a request carrying it is never forwarded again.
+HOP_HEADER = "X-Credit-Gateway-Hop"
+#: The asking organization, percent-encoded, forwarded with the purpose of use.
+ON_BEHALF_OF_HEADER = "X-On-Behalf-Of"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCall:
+    """What a source may need to know about the request it serves: partner
+    endpoints forward the purpose and the asking organization, and only the
+    fields the operation selected (``selected`` holds ``Type.field``)."""
+
+    request_id: str
+    client_id: str
+    organization: str
+    purpose: str
+    selected: frozenset[str] = frozenset()
 
 
 class Connector:
@@ -50,7 +70,18 @@ class Connector:
             as_of=datetime.now(timezone.utc),
         )
 
-    def batch_function(self, record_type: str) -> Callable[[Sequence[Any]], Any]:
+    #: Whether this source is another city's endpoint: never called for a
+    #: request that itself came from a partner (no forwarding loops).
+    is_partner: ClassVar[bool] = False
+
+    @property
+    def divisions(self) -> tuple[str, ...]:
+        """Division-code prefixes whose registrations this source holds (partners)."""
+        return self.settings.divisions
+
+    def batch_function(self, record_type: str, call: SourceCall) -> Callable[[Sequence[Any]], Any]:
+        """The batch method for ``record_type`` in one request. Partner
+        connectors bind ``call`` (who asks, why, what they selected)."""
         return getattr(self, self.record_types[record_type])
 
     def grouped(

@@ -21,6 +21,12 @@ COMMITMENTS = "commitments"                        # -> list[CreditCommitment]
 REPAIRS = "repairs"                                # -> list[CreditRepair]
 AUTHORIZATIONS = "authorizations"                  # -> list[Authorization] (internal, for the policy)
 
+# Record types with at most one record per key: served by the subject's home
+# source (chosen by division code); every other record type is a list, merged
+# from every source that serves it.
+SINGLE = frozenset({REGISTRATION})
+
 ALL = frozenset(
-    value for name, value in globals().items() if name.isupper() and isinstance(value, str)
+    value for name, value in globals().items()
+    if name.isupper() and isinstance(value, str)
 )

@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from gateway.auth import TokenVerifier
+from connectors.base import HOP_HEADER, SourceCall
 from gateway.audit import AuditStore
 from gateway.caller import PURPOSE_HEADER, Caller, CallerIdentifier, RequestRejected
 from gateway.catalog import load_catalog
@@ -74,7 +75,12 @@ class GatewayGraphQL(GraphQL):
             purpose=caller.purpose,
             decision=decision,
             today=today,
-            loaders=Loaders(self.registry, self.settings.max_batch_keys, decision, today),
+            loaders=Loaders(
+                self.registry, self.settings.max_batch_keys, decision, today,
+                SourceCall(request_id, caller.client.id, caller.client.organization,
+                           caller.purpose),
+                with_partners=HOP_HEADER not in request.headers,
+            ),
             response=response,
             recorder=self.recorder,
             started=request.state.started,

@@ -5,13 +5,15 @@ named and inline fragments, fragments on interfaces, ``@skip``/``@include``)
 and finds every selected field the purpose may not use. The document is then
 executed without those fields, so a denied field is never resolved and its
 source never called. Afterwards each denied field is put back as ``null``,
-in its place, with a ``FORBIDDEN_FOR_PURPOSE`` error at its path.
+in its place, with a ``FORBIDDEN_FOR_PURPOSE`` error at its path. A list
+merged from several sources, some of which failed, keeps the records of the
+others and gets an error at its path with ``extensions.partial = true``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from graphql import (
@@ -289,12 +291,21 @@ class PurposePolicy(SchemaExtension):
             return
         if plan is not None:
             execution.graphql_document = plan.document
+            context.loaders.call = replace(context.loaders.call, selected=frozenset(plan.selected))
         yield
         result = execution.result
-        if plan is not None and plan.denied and isinstance(result, ExecutionResult):
+        if not isinstance(result, ExecutionResult):
+            return
+        if plan is not None and plan.denied:
             errors = restore_denied(plan, result.data, context.purpose)
             result.errors = [*(result.errors or []), *errors]
             context.denied_fields.extend(plan.denied_coordinates())
+        if context.loaders.partial_failures and result.data is not None:
+            result.errors = [*(result.errors or []), *(
+                GraphQLError(failure.message, path=path.as_list() if path else None,
+                             extensions={**failure.extensions, "partial": True})
+                for path, failure in context.loaders.partial_failures
+            )]
 
     def get_results(self) -> dict[str, Any]:
         context = self.execution_context.context

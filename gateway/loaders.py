@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date
@@ -9,6 +10,9 @@ from typing import Any
 
 from aiodataloader import DataLoader
 
+from connectors import record_types as rt
+from connectors.base import Connector, SourceCall
+from gateway.errors import SourceError
 from gateway.policy import Decision, RowFilter
 from gateway.sources import SourceRegistry
 
@@ -17,38 +21,44 @@ class Loaders:
     """The DataLoaders of one request. Never share an instance across requests:
     its caches hold data released under that request's caller and purpose.
 
-    ``load(record_type, key)`` returns an awaitable of that key's value from
-    the source serving the record type. Keys requested in the same tick are
-    batched into calls of at most ``max_batch_keys`` keys each. Record lists
-    pass through the purpose's row filter for their record type; the records
-    it withholds are counted in ``withheld`` by record type; ``sources_called``
-    names every source a loader was asked of.
+    ``load(record_type, key)`` returns an awaitable of that key's value: for a
+    single record type from the key's home source, for a list record type the
+    records of every source serving it, merged in source order. Keys asked
+    for in the same tick are batched into calls of at most ``max_batch_keys``
+    keys per source. Partner sources are left out when ``with_partners`` is
+    false (the request came from a partner). When some but not all sources of
+    a list fail, the others' records are returned and each failure is kept in
+    ``partial_failures`` with the field's path. Record lists pass through the
+    purpose's row filter; withheld records are counted in ``withheld`` by
+    record type; ``sources_called`` names every source asked.
     """
 
-    __slots__ = ("_registry", "_max_batch_keys", "_loaders", "_decision", "_today", "withheld",
-                 "sources_called")
+    __slots__ = ("_registry", "_max_batch_keys", "_loaders", "_decision", "_today",
+                 "_with_partners", "call", "withheld", "sources_called", "partial_failures")
 
     def __init__(self, registry: SourceRegistry, max_batch_keys: int, decision: Decision,
-                 today: date) -> None:
+                 today: date, call: SourceCall, with_partners: bool = True) -> None:
         self._registry = registry
         self._max_batch_keys = max_batch_keys
         self._decision = decision
         self._today = today
-        self._loaders: dict[str, DataLoader] = {}
+        self._with_partners = with_partners
+        self._loaders: dict[tuple[str, str], DataLoader] = {}
+        self.call = call
         self.withheld: Counter[str] = Counter()
         self.sources_called: set[str] = set()
+        self.partial_failures: list[tuple[Any, SourceError]] = []
 
-    def loader(self, record_type: str) -> DataLoader:
-        loader = self._loaders.get(record_type)
+    def loader(self, source: Connector, record_type: str) -> DataLoader:
+        loader = self._loaders.get((source.id, record_type))
         if loader is None:
-            source = self._registry.serving(record_type)
             self.sources_called.add(source.id)
-            batch = source.batch_function(record_type)
+            batch = source.batch_function(record_type, self.call)
             row_filter = self._decision.row_filters.get(record_type)
             if row_filter is not None:
                 batch = self._filtered(batch, row_filter, record_type)
             loader = DataLoader(batch, max_batch_size=self._max_batch_keys)
-            self._loaders[record_type] = loader
+            self._loaders[(source.id, record_type)] = loader
         return loader
 
     def _filtered(self, batch: Any, row_filter: RowFilter, record_type: str) -> Any:
@@ -63,5 +73,35 @@ class Loaders:
 
         return filtered_batch
 
-    def load(self, record_type: str, key: Any) -> Any:
-        return self.loader(record_type).load(key)
+    def load(self, record_type: str, key: Any, path: Any = None) -> Any:
+        if record_type in rt.SINGLE:
+            source = self._registry.home(record_type, key)
+            if source is None or (source.is_partner and not self._with_partners):
+                return _resolved(None)
+            return self.loader(source, record_type).load(key)
+        sources = self._registry.serving(record_type, self._with_partners)
+        if len(sources) == 1:
+            return self.loader(sources[0], record_type).load(key)
+        return self._merged([self.loader(s, record_type).load(key) for s in sources], path)
+
+    async def _merged(self, loads: list[Any], path: Any) -> list[Any]:
+        results = await asyncio.gather(*loads, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if len(failures) == len(results):
+            raise failures[0]
+        for failure in failures:
+            if not isinstance(failure, SourceError):
+                raise failure
+            self.partial_failures.append((path, failure))
+        return [record for result in results if not isinstance(result, BaseException)
+                for record in result]
+
+    def prime_local(self, record_type: str, key: Any, value: Any) -> None:
+        """Seed the local source's loader with a value already read (a search hit)."""
+        self.loader(self._registry.local(record_type), record_type).prime(key, value)
+
+
+def _resolved(value: Any) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future

@@ -32,9 +32,10 @@ def from_source(record_type: str, returns: Any, key: str, description: str) -> A
         context = info.context
         category = context.decision.authorization_by_record_type.get(record_type)
         if category is None:
-            return context.loaders.load(record_type, getattr(root, key))
+            return context.loaders.load(record_type, getattr(root, key), info.path)
         return load_if_authorized(
-            context, record_type, getattr(root, key), category, f"Entity.{info.field_name}"
+            context, record_type, getattr(root, key), category, f"Entity.{info.field_name}",
+            info.path,
         )
 
     resolve.__annotations__ = {"root": Any, "info": strawberry.Info, "return": Optional[returns]}
@@ -44,7 +45,7 @@ def from_source(record_type: str, returns: Any, key: str, description: str) -> A
 
 
 async def load_if_authorized(
-    context: Any, record_type: str, uscc: str, category: str, coordinate: str
+    context: Any, record_type: str, uscc: str, category: str, coordinate: str, path: Any
 ) -> Any:
     """Load ``record_type`` only when the subject has authorized the caller's
     organization to see ``category`` for the declared purpose, today."""
@@ -53,7 +54,7 @@ async def load_if_authorized(
     for authorization in authorizations:
         if grantee and authorization.covers(grantee, context.purpose, category, context.today):
             context.authorizations_used.add(authorization.number)
-            return await context.loaders.load(record_type, uscc)
+            return await context.loaders.load(record_type, uscc, path)
     context.denied_fields.append(coordinate)
     raise ForbiddenForPurpose(
         f"{context.purpose} needs the enterprise's valid authorization of "
@@ -143,8 +144,7 @@ class Person:
     )
     async def legal_representative_of(self, info: strawberry.Info) -> Optional[list[Entity]]:
         registrations = await info.context.loaders.load(rt.LEGAL_REPRESENTATIVE_OF, self.id_number)
-        registration_loader = info.context.loaders.loader(rt.REGISTRATION)
         for registration in registrations:
-            registration_loader.prime(registration.uscc, registration)
+            info.context.loaders.prime_local(rt.REGISTRATION, registration.uscc, registration)
         info.context.subjects.update(registration.uscc for registration in registrations)
         return [Entity(uscc=registration.uscc) for registration in registrations]

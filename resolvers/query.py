@@ -90,13 +90,12 @@ class Query:
                 after = validate_uscc(after)
             except InvalidCode:
                 raise InvalidInput("after is not a cursor returned by searchEntities") from None
-        source = info.context.sources.serving(rt.REGISTRATION)
+        source = info.context.sources.local(rt.REGISTRATION)
         info.context.loaders.sources_called.add(source.id)
         found = await source.search_by_name(text, after, first + 1)
         page = found[:first]
-        registration_loader = info.context.loaders.loader(rt.REGISTRATION)
         for registration in page:
-            registration_loader.prime(registration.uscc, registration)
+            info.context.loaders.prime_local(rt.REGISTRATION, registration.uscc, registration)
         has_next = len(found) > first
         info.context.subjects.update(reg.uscc for reg in page)
         return EntitySearchPage(

@@ -190,7 +190,7 @@ def test_a_slow_source_times_out_with_its_own_code(demo_settings, population):
 def test_unexpected_errors_are_masked(demo_settings, population, monkeypatch):
     gateway = Gateway(demo_settings)
     registry = gateway.registry
-    connector = registry.serving("commitments")
+    (connector,) = registry.serving("commitments")
 
     async def broken(keys):
         raise RuntimeError("password=hunter2 host=10.0.0.1")

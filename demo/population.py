@@ -20,6 +20,25 @@ HUIZHOU_DIVISIONS = ("441300", "441302", "441303", "441322", "441323", "441324")
 DIVISION_NAMES = {
     "441300": "惠州市", "441302": "惠州市惠城区", "441303": "惠州市惠阳区",
     "441322": "博罗县", "441323": "惠东县", "441324": "龙门县",
+    "440300": "深圳市", "440303": "深圳市罗湖区", "440304": "深圳市福田区",
+    "440305": "深圳市南山区", "440306": "深圳市宝安区", "440307": "深圳市龙岗区",
+    "441900": "东莞市",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class City:
+    """A city whose synthetic population the demo can build."""
+
+    name: str
+    divisions: tuple[str, ...]
+    seed: int
+
+
+CITIES = {
+    "huizhou": City("惠州", HUIZHOU_DIVISIONS, 441300),
+    "shenzhen": City("深圳", ("440300", "440303", "440304", "440305", "440306", "440307"), 440300),
+    "dongguan": City("东莞", ("441900",), 441900),
 }
 
 # Every kind of case the data set must contain. Departments read these tags.
@@ -130,6 +149,7 @@ class Population:
     persons: list[Person]
     showcase: dict[str, Enterprise] = field(default_factory=dict)
     person_showcase: dict[str, Person] = field(default_factory=dict)
+    city: City = CITIES["huizhou"]
 
     def rng(self, department: str) -> random.Random:
         """A random generator of its own for one department's records."""
@@ -144,8 +164,9 @@ def make_uscc(rng: random.Random, division: str, entity_type: str) -> str:
     return first17 + uscc_check_character(first17)
 
 
-def make_resident_id(rng: random.Random, birth: date, male: bool) -> str:
-    region = rng.choice(HUIZHOU_DIVISIONS[1:])
+def make_resident_id(rng: random.Random, birth: date, male: bool,
+                     regions: tuple[str, ...] = HUIZHOU_DIVISIONS[1:]) -> str:
+    region = rng.choice(regions)
     sequence = rng.randrange(0, 999)
     if (sequence % 2 == 1) != male:
         sequence = (sequence + 1) % 1000
@@ -161,9 +182,12 @@ PERSON_CASE_RATES = {
 }
 
 
-def build_population(size: int = 2000, persons: int = 500, seed: int = 441300,
-                     today: date | None = None) -> Population:
-    """The deterministic population of ``size`` enterprises and ``persons`` persons."""
+def build_population(size: int = 2000, persons: int = 500, seed: int | None = None,
+                     today: date | None = None, city: str = "huizhou") -> Population:
+    """The deterministic population of ``size`` enterprises and ``persons``
+    persons of ``city`` (a key of ``CITIES``; its seed unless ``seed`` is given)."""
+    home = CITIES[city]
+    seed = home.seed if seed is None else seed
     if size < len(CASES) or persons < len(PERSON_CASES) + 1:
         raise ValueError(
             f"the demo needs at least {len(CASES)} enterprises and "
@@ -181,7 +205,7 @@ def build_population(size: int = 2000, persons: int = 500, seed: int = 441300,
         while True:
             male = rng.random() < 0.6
             birth = today - timedelta(days=rng.randrange(22 * 365, 70 * 365))
-            id_number = make_resident_id(rng, birth, male)
+            id_number = make_resident_id(rng, birth, male, home.divisions[1:] or home.divisions)
             if id_number not in seen_ids:
                 seen_ids.add(id_number)
                 break
@@ -196,7 +220,7 @@ def build_population(size: int = 2000, persons: int = 500, seed: int = 441300,
             cases = frozenset({CASES[i]}) - {"clean"}
         else:
             cases = frozenset(c for c, p in CASE_RATES.items() if rng.random() < p)
-        division = rng.choice(HUIZHOU_DIVISIONS)
+        division = rng.choice(home.divisions)
         entity_type = rng.choice(_ENTITY_TYPES)
         if i < len(CASES):
             entity_type = "1100"  # showcases are companies, which every department records
@@ -224,7 +248,7 @@ def build_population(size: int = 2000, persons: int = 500, seed: int = 441300,
             business_scope=scope,
             cases=cases,
         ))
-    population = Population(seed, today, enterprises, people)
+    population = Population(seed, today, enterprises, people, city=home)
     population.showcase = {case: enterprises[i] for i, case in enumerate(CASES)}
     population.person_showcase = {case: people[i] for i, case in enumerate(PERSON_CASES)}
     return population

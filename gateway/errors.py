@@ -63,6 +63,13 @@ class CircuitOpen(SourceError):
     code = "CIRCUIT_OPEN"
 
 
+class PartnerRefused(SourceError):
+    """A partner city's own policy refused to share for this purpose; the
+    gateway never widens what a partner returns."""
+
+    code = "PARTNER_REFUSED"
+
+
 class BadSourceData(SourceError):
     """The source answered with data the gateway cannot interpret."""
 

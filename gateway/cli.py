@@ -160,6 +160,48 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_audit_prune(args: argparse.Namespace) -> int:
+    """Remove the records older than ``retention_days`` (``--dry-run``: only
+    count them), after verifying the trail: a tampered trail is not pruned (exit 1)."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.audit import AuditStore, AuditUnavailable
+
+    settings = _settings(args)
+    cutoff = datetime.now(UTC) - timedelta(days=settings.audit.retention_days)
+
+    async def prune():
+        store = AuditStore(settings.audit.url)
+        try:
+            report = await store.verify()
+            if not report.ok:
+                return report, None
+            return report, await store.prune(cutoff, dry_run=args.dry_run)
+        finally:
+            await store.aclose()
+
+    try:
+        verified, pruned = asyncio.run(prune())
+    except AuditUnavailable as exc:
+        print(f"credit-gateway: the audit trail cannot be pruned: {exc}", file=sys.stderr)
+        return 2
+    if pruned is None:
+        print(f"audit trail TAMPERED at record {verified.seq}: {verified.problem}; "
+              f"nothing was pruned")
+        return 1
+    when = f"recorded before {cutoff.isoformat(timespec='seconds')}"
+    if not pruned.removed:
+        print(f"nothing to prune: no record {when} ({settings.audit.retention_days} days)")
+        return 0
+    first = pruned.anchor_seq - pruned.removed + 1
+    print(f"{'would remove' if args.dry_run else 'removed'} {pruned.removed} records "
+          f"({first}..{pruned.anchor_seq}) {when}; "
+          f"{'the anchor would be' if args.dry_run else 'anchor now'} record "
+          f"{pruned.anchor_seq}, hash {pruned.anchor_hash}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="credit-gateway",
@@ -208,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
         "deleted record (exit 1)")
     verify.add_argument("--config", type=Path, default=default_config)
     verify.set_defaults(handler=cmd_audit_verify)
+    prune = audit_commands.add_parser(
+        "prune", help="remove the records older than retention_days (the oldest first, "
+        "recorded in the trail); --dry-run only counts them")
+    prune.add_argument("--config", type=Path, default=default_config)
+    prune.add_argument("--dry-run", action="store_true", help="change nothing, report only")
+    prune.set_defaults(handler=cmd_audit_prune)
 
     policy = commands.add_parser("policy", help="check or explain the purpose-of-use policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)

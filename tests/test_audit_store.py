@@ -45,6 +45,7 @@ DROP_ALL = [
     "DROP TABLE IF EXISTS audit_records",
     "DROP TABLE IF EXISTS audit_subjects",
     "DROP TABLE IF EXISTS audit_head",
+    "DROP TABLE IF EXISTS audit_anchor",
     "DROP TABLE IF EXISTS audit_alembic_version",
 ]
 
@@ -450,6 +451,190 @@ async def test_verify_finds_the_first_tampered_record(store, audit_url, monkeypa
     assert not report.ok
     assert (report.seq, report.records) == (seq, intact), report.problem
     assert words in report.problem
+
+
+# --- retention: prune ---------------------------------------------------------------------
+
+
+async def _tamper(url: str, tamper: Tamper) -> None:
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await tamper(conn)
+    finally:
+        await engine.dispose()
+
+
+async def _anchor(url: str) -> tuple[int, str, datetime | None]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(sa.select(schema.anchor))).one()
+            return row.seq, row.hash, row.pruned_at
+    finally:
+        await engine.dispose()
+
+
+async def test_prune_removes_exactly_the_old_prefix_and_records_it(store, audit_url):
+    appended = [await store.append(entry(n, subjects=(f"subject-{n}",))) for n in range(10)]
+    cutoff = T0 + timedelta(seconds=3)  # records 1..3 are older
+
+    report = await store.prune(cutoff)
+
+    assert (report.removed, report.anchor_seq, report.anchor_hash) == (3, 3, appended[2].hash)
+    kept = await store.query(newest_first=False, limit=100)
+    assert [r.seq for r in kept] == list(range(4, 12))
+    assert kept[:-1] == appended[3:]
+    maintenance = kept[-1]
+    assert (maintenance.prev_hash, maintenance.entry.kind, maintenance.entry.outcome) == \
+        (appended[-1].hash, "maintenance", "pruned")
+    assert "records 1..3" in maintenance.entry.detail
+    assert appended[2].hash in maintenance.entry.detail
+    assert cutoff.isoformat() in maintenance.entry.detail
+    assert await store.query(subject="subject-2") == []
+    assert [r.seq for r in await store.query(subject="subject-3")] == [4]
+    seq, digest, pruned_at = await _anchor(audit_url)
+    assert (seq, digest) == (3, appended[2].hash) and pruned_at is not None
+    report = await store.verify()
+    assert (report.ok, report.records) == (True, 8), report.problem
+    assert (await store.append(entry(10))).seq == 12
+    assert (await store.verify()).ok
+
+
+async def test_a_second_prune_continues_from_the_anchor(store):
+    appended = [await store.append(entry(n)) for n in range(10)]
+    await store.prune(T0 + timedelta(seconds=3))
+    report = await store.prune(T0 + timedelta(seconds=6))
+    assert (report.removed, report.anchor_seq, report.anchor_hash) == (3, 6, appended[5].hash)
+    assert [r.seq for r in await store.query(newest_first=False)] == list(range(7, 13))
+    assert (await store.verify()).ok
+
+    # Everything up to now, the first prune's record (11) included; its successor confirms.
+    first_prune = (await store.query(limit=2))[1]
+    report = await store.prune(datetime.now(UTC) + timedelta(seconds=1))
+    assert (report.removed, report.anchor_seq, report.anchor_hash) == (6, 12, (await store.query(
+        limit=1))[0].prev_hash)
+    assert first_prune.seq == 11
+    remaining = await store.query()
+    assert [r.seq for r in remaining] == [13] and remaining[0].entry.kind == "maintenance"
+    report = await store.verify()
+    assert (report.ok, report.records) == (True, 1), report.problem
+
+
+async def test_prune_with_nothing_old_enough_changes_nothing(store, audit_url):
+    appended = [await store.append(entry(n)) for n in range(5)]
+    report = await store.prune(T0)  # record 1 is recorded at T0: not before it
+    assert (report.removed, report.anchor_seq, report.anchor_hash) == (0, 0, GENESIS)
+    would = await store.prune(T0 + timedelta(seconds=2), dry_run=True)
+    assert (would.removed, would.anchor_seq, would.anchor_hash) == (2, 2, appended[1].hash)
+    assert await store.query(newest_first=False) == appended
+    assert await _anchor(audit_url) == (0, GENESIS, None)
+    assert (await store.verify()).records == 5
+    with pytest.raises(ValueError):
+        await store.prune(datetime(2026, 5, 9))
+    with pytest.raises(ValueError):
+        await store.append(entry(5, kind="maintenance", outcome="pruned"))
+
+
+async def test_prune_removes_only_a_prefix(store):
+    """A record older than the cutoff that follows a newer one stays, and so do the rest."""
+    old, new = T0, T0 + timedelta(days=1)
+    for n, recorded_at in enumerate([old, old, new, old, new]):
+        await store.append(entry(n, recorded_at=recorded_at))
+    report = await store.prune(T0 + timedelta(hours=1))
+    assert (report.removed, report.anchor_seq) == (2, 2)
+    assert [r.seq for r in await store.query(newest_first=False)] == [3, 4, 5, 6]
+    assert (await store.verify()).ok
+    assert (await store.prune(T0 + timedelta(hours=1))).removed == 0
+
+
+async def delete_maintenance_record(conn):
+    await conn.execute(sa.delete(schema.records).where(R.seq == 11))
+
+
+async def delete_maintenance_record_and_rewind_the_head(conn):
+    # A clean tail: the head names record 10, as if no prune had happened after it.
+    await conn.execute(sa.delete(schema.subjects).where(S.seq >= 11))
+    await conn.execute(sa.delete(schema.records).where(R.seq >= 11))
+    await conn.execute(sa.update(schema.head).values(seq=10, hash=(await _row(conn, 10))["hash"]))
+
+
+async def move_anchor_back_to_genesis(conn):
+    await conn.execute(sa.update(schema.anchor).values(seq=0, hash=GENESIS))
+
+
+async def move_anchor_forward_over_deleted_records(conn):
+    # Records 4..5 deleted and the anchor set to record 5: the chain itself links.
+    fifth = await _row(conn, 5)
+    await conn.execute(sa.delete(schema.subjects).where(S.seq.in_([4, 5])))
+    await conn.execute(sa.delete(schema.records).where(R.seq.in_([4, 5])))
+    await conn.execute(sa.update(schema.anchor).values(seq=5, hash=fifth["hash"]))
+
+
+async def alter_anchor_hash(conn):
+    await conn.execute(sa.update(schema.anchor).values(hash="a" * 64))
+
+
+async def reinsert_a_pruned_record(conn):
+    await conn.execute(sa.insert(schema.records), [_forged_row(2, GENESIS, consistent=True)])
+
+
+async def delete_the_anchor(conn):
+    await conn.execute(sa.delete(schema.anchor))
+
+
+PRUNE_TAMPERING = [
+    (delete_maintenance_record, 11, 7, "record 11 is missing"),
+    (delete_maintenance_record_and_rewind_the_head, None, 7, "anchor was altered"),
+    (move_anchor_back_to_genesis, 1, 0, "records 1..3 are missing"),
+    (move_anchor_forward_over_deleted_records, None, 8, "anchor was altered"),
+    (alter_anchor_hash, 4, 0, "anchor's hash"),
+    (reinsert_a_pruned_record, 2, 0, "inserted"),
+    (delete_the_anchor, None, 0, "audit_anchor table holds 0 row(s)"),
+]
+
+
+@pytest.mark.parametrize("page_size", [1000, 3])
+@pytest.mark.parametrize(("tamper", "seq", "intact", "words"), PRUNE_TAMPERING,
+                         ids=[t[0].__name__ for t in PRUNE_TAMPERING])
+async def test_verify_finds_tampering_with_a_pruned_trail(store, audit_url, monkeypatch,
+                                                          page_size, tamper, seq, intact, words):
+    """Records 1..3 pruned: the anchor is record 3, the prune is record 11, then 12 and 13."""
+    monkeypatch.setattr(verify, "PAGE_SIZE", page_size)
+    for n in range(10):
+        await store.append(entry(n))
+    assert (await store.prune(T0 + timedelta(seconds=3))).removed == 3
+    for n in range(10, 12):
+        await store.append(entry(n, recorded_at=datetime.now(UTC)))
+    assert (await store.verify()).ok
+
+    await _tamper(audit_url, tamper)
+
+    report = await store.verify()
+    assert not report.ok
+    assert (report.seq, report.records) == (seq, intact), report.problem
+    assert words in report.problem
+
+
+async def test_appends_during_a_prune_keep_one_chain(store, audit_url):
+    for n in range(50):
+        await store.append(entry(n))
+    cutoff = T0 + timedelta(hours=1)
+    async with AuditStore(audit_url, max_batch=8) as gateway:
+        new = [entry(100 + n, recorded_at=cutoff + timedelta(seconds=n)) for n in range(200)]
+        appends = [asyncio.ensure_future(gateway.append(e)) for e in new]
+        await asyncio.wait(appends, return_when=asyncio.FIRST_COMPLETED)  # a batch is in
+        report = await store.prune(cutoff)
+        records = await asyncio.gather(*appends)
+
+    assert (report.removed, report.anchor_seq) == (50, 50)
+    assert [r.entry for r in records] == new
+    stored = await store.query(newest_first=False, limit=1000)
+    assert [r.seq for r in stored] == list(range(51, 252))
+    (pruned_at,) = [r.seq for r in stored if r.entry.kind == "maintenance"]
+    assert pruned_at > 51  # appends were committed before it, and went on (or waited)
+    result = await store.verify()
+    assert (result.ok, result.records) == (True, 201), result.problem
 
 
 # --- concurrency -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import AuditStore
+from gateway.audit import AuditEntry, AuditStore
 from gateway.cli import main
 from tests.conftest import SERVER_URLS, _server_problem
 from tests.gateway_fixtures import Gateway, with_source
@@ -353,3 +353,32 @@ def test_audit_verify_command_reports_tampering(settings, population, capsys, mo
         conn.execute(f"DELETE FROM {records_table} WHERE seq = ?", (second,))
     assert main(["audit", "verify", "--config", config]) == 1
     assert str(second) in capsys.readouterr().out
+
+
+def test_audit_prune_command_removes_records_past_retention(settings, capsys, monkeypatch):
+    now = datetime.now(timezone.utc)
+    ages = [timedelta(days=1200), timedelta(days=1100), timedelta(days=30), timedelta(0)]
+
+    async def fill():
+        async with AuditStore(settings.audit.url) as store:
+            await store.migrate()
+            for n, age in enumerate(ages):
+                await store.append(AuditEntry(
+                    kind="release", request_id=f"req-{n}", recorded_at=now - age, client_id="c",
+                    organization=None, purpose="AUDIT", legal_basis=(), subjects=(), released=(),
+                    masked=(), denied=(), withheld=0, sources=(), outcome="ok", latency_ms=1))
+    asyncio.run(fill())
+    config = str(Path(settings.auth.jwks_file).with_name("gateway.toml"))
+    monkeypatch.setenv("CREDIT_GATEWAY_AUDIT_URL", settings.audit.url)
+    assert settings.audit.retention_days == 1096
+
+    assert main(["audit", "prune", "--config", config, "--dry-run"]) == 0
+    assert "would remove 2 records (1..2)" in capsys.readouterr().out
+    assert [r.seq for r in trail(settings)] == [1, 2, 3, 4]
+    assert main(["audit", "prune", "--config", config]) == 0
+    assert "removed 2 records (1..2)" in capsys.readouterr().out
+    assert [r.entry.kind for r in trail(settings)] == ["release", "release", "maintenance"]
+    assert main(["audit", "prune", "--config", config]) == 0
+    assert "nothing to prune" in capsys.readouterr().out
+    assert main(["audit", "verify", "--config", config]) == 0
+    assert "3 records" in capsys.readouterr().out

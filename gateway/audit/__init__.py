@@ -1,12 +1,13 @@
 """The audit trail: one hash-chained, append-only record per request (PIPL).
 
 ``AuditStore`` appends ``AuditEntry`` values (group commit, fail closed),
-verifies the chain and queries it; see ``store.py``.
+verifies the chain, queries it and prunes it past retention; see ``store.py``.
 """
 
 from gateway.audit.chain import GENESIS, record_hash
 from gateway.audit.entry import AuditEntry, AuditRecord
 from gateway.audit.errors import AuditUnavailable
+from gateway.audit.prune import PruneReport
 from gateway.audit.store import AuditStore
 from gateway.audit.verify import VerifyReport
 
@@ -16,6 +17,7 @@ __all__ = [
     "AuditRecord",
     "AuditStore",
     "AuditUnavailable",
+    "PruneReport",
     "VerifyReport",
     "record_hash",
 ]

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-KINDS = frozenset({"release", "security_event"})
+# "maintenance" records are written only by ``AuditStore.prune`` (outcome "pruned").
+KINDS = frozenset({"release", "security_event", "maintenance"})
 
 _TEXT_TUPLES = ("legal_basis", "subjects", "released", "masked", "denied", "sources")
 _OPTIONAL_TEXT = ("client_id", "organization", "purpose", "detail")
@@ -22,7 +23,7 @@ _OPTIONAL_TEXT = ("client_id", "organization", "purpose", "detail")
 class AuditEntry:
     """One release of credit data (or one refused request), as the trail records it."""
 
-    kind: str                      # "release" or "security_event"
+    kind: str                      # "release", "security_event" or "maintenance"
     request_id: str
     recorded_at: datetime          # timezone-aware; stored and returned in UTC
     client_id: str | None

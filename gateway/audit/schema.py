@@ -8,6 +8,9 @@ a test compares the two).
   record, the index behind ``query(subject=...)``.
 * ``audit_head``: one row (``id`` 1): the last ``seq`` and its ``hash``,
   updated in the transaction that inserts the records; writers lock it.
+* ``audit_anchor``: one row (``id`` 1): the ``seq`` and ``hash`` of the last
+  record removed by ``AuditStore.prune`` (0 and the genesis hash until then);
+  the chain starts after it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 HEAD_ID = 1
+ANCHOR_ID = 1
 VERSION_TABLE = "audit_alembic_version"
 
 
@@ -87,4 +91,14 @@ head = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
     sa.CheckConstraint("id = 1", name="ck_audit_head_single_row"),
+)
+
+anchor = sa.Table(
+    "audit_anchor",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("pruned_at", UtcDateTime),
+    sa.CheckConstraint("id = 1", name="ck_audit_anchor_single_row"),
 )

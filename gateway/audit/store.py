@@ -3,7 +3,9 @@
 PIPL requires a record of every release, kept at least 3 years. The gateway
 appends one entry per request before its response leaves and fails closed:
 ``append`` returns only once the entry is committed and raises
-``AuditUnavailable`` otherwise. There is deliberately no update or delete.
+``AuditUnavailable`` otherwise. There is deliberately no update or delete of
+chosen records: ``prune`` only removes the oldest records past retention, as a
+prefix of the chain recorded in the chain itself (``prune.py``).
 
 Appends of one process go through one group-commit writer (``writer.py``);
 each batch is one transaction that locks the chain head (``append.py``), so
@@ -24,6 +26,7 @@ from gateway.audit.engine import audit_engine, write_connection
 from gateway.audit.entry import AuditEntry, AuditRecord
 from gateway.audit.errors import AuditUnavailable
 from gateway.audit.migrate import upgrade_to_head
+from gateway.audit.prune import PruneReport, prune_chain
 from gateway.audit.query import records_query
 from gateway.audit.rows import row_record
 from gateway.audit.verify import VerifyReport, verify_trail
@@ -64,6 +67,8 @@ class AuditStore:
         never the reverse)."""
         if not isinstance(entry, AuditEntry):
             raise TypeError("append() takes an AuditEntry")
+        if entry.kind == "maintenance":
+            raise ValueError("maintenance records are written by prune() only")
         return await self._writer.submit(entry)
 
     async def verify(self) -> VerifyReport:
@@ -76,6 +81,25 @@ class AuditStore:
                     return await verify_trail(conn)
         except Exception as exc:
             raise _unavailable("read", exc) from exc
+
+    async def prune(self, before: datetime, *, dry_run: bool = False) -> PruneReport:
+        """Remove the records recorded before ``before`` (timezone-aware) that
+        open the chain, up to the first newer one; move the anchor to the last
+        removed and append a "maintenance" record naming it, all in one
+        transaction serialized with appends. Nothing old enough: nothing
+        changes (``removed`` 0). ``dry_run`` reports what would be removed and
+        changes nothing. Run ``verify`` first: the removed records are not
+        re-checked (only that none of them is missing)."""
+        if not isinstance(before, datetime) or before.utcoffset() is None:
+            raise ValueError("before must be a timezone-aware datetime")
+        try:
+            async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
+                if not dry_run:
+                    await write_connection(conn)
+                async with conn.begin():
+                    return await prune_chain(conn, before, dry_run=dry_run)
+        except Exception as exc:
+            raise _unavailable("pruned", exc) from exc
 
     async def query(
         self,

@@ -1,14 +1,18 @@
 """Verification: walk the trail in ``seq`` order and report the first problem.
 
-The walk reads one consistent snapshot (one transaction; REPEATABLE READ on
-PostgreSQL, a read transaction on SQLite) a page at a time, so appends may go
-on while it runs and the trail is never held in memory at once. For each
-record, in this order: is it after the chain head (appended outside the
-writer)? is its ``seq`` the next one (a gap means deleted records)? does its
-content still give its hash (altered)? does its ``prev_hash`` name the previous
-record's hash (inserted, replaced or reordered)? does the subject index hold
+The chain starts after the anchor (record 0 and the genesis hash until a
+prune moves it, see ``prune.py``). The walk reads one consistent snapshot
+(one transaction; REPEATABLE READ on PostgreSQL, a read transaction on
+SQLite) a page at a time, so appends may go on while it runs and the trail
+is never held in memory at once. For each record, in this order: is it after
+the chain head (appended outside the writer)? is it after the anchor? is its
+``seq`` the next one (a gap means deleted records)? does its content still
+give its hash (altered)? does its ``prev_hash`` name the previous record's
+hash, or the anchor's (inserted, replaced or reordered)? does the subject index hold
 exactly its subjects? At the end: does the head name the last record (a
-deleted tail) and does the subject index name no record beyond it?
+deleted tail), does the subject index name no record outside the chain, and
+is the anchor the one the latest prune record names (none: record 0 and the
+genesis hash)? A moved anchor would otherwise hide deleted leading records.
 
 An unkeyed hash chain detects any change short of a consistent rewrite of
 every record from the change onwards together with the head; anchoring the
@@ -27,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit import schema
 from gateway.audit.chain import GENESIS, record_hash
+from gateway.audit.prune import PRUNED, named_anchor
 from gateway.audit.rows import row_entry
 
 PAGE_SIZE = 1000
@@ -37,7 +42,7 @@ class VerifyReport:
     """``ok`` when the whole trail is intact; else ``problem`` says what is wrong
     at ``seq``, the first record altered, inserted or deleted (``None`` when the
     problem is not one record's). ``records`` counts the records found intact
-    before the problem (all of them when ``ok``)."""
+    before the problem (all of them when ``ok``), those after the anchor."""
 
     ok: bool
     records: int
@@ -58,7 +63,7 @@ async def verify_trail(conn: AsyncConnection, *, page_size: int | None = None) -
     page_size = page_size or PAGE_SIZE
     walk = _Walk()
     try:
-        await walk.read_head(conn)
+        await walk.read_head_and_anchor(conn)
         last: int | None = None
         while True:
             query = sa.select(schema.records).order_by(schema.records.c.seq).limit(page_size)
@@ -93,16 +98,19 @@ class _Walk:
     def __init__(self) -> None:
         self.head_seq = 0
         self.head_hash = GENESIS
+        self.anchor_seq = 0
+        self.anchor_hash = GENESIS
+        self.prune_seq: int | None = None  # the latest prune record
+        self.confirmed: tuple[int, str] | None = (0, GENESIS)  # the anchor it names
         self.expected_seq = 1
         self.expected_prev = GENESIS
         self.intact = 0
 
-    async def read_head(self, conn: AsyncConnection) -> None:
-        heads = (await conn.execute(sa.select(schema.head))).all()
-        if len(heads) != 1 or heads[0].id != schema.HEAD_ID:
-            raise _Problem(None, f"the chain head table holds {len(heads)} row(s) instead of "
-                                 f"the single row id={schema.HEAD_ID}")
-        self.head_seq, self.head_hash = heads[0].seq, heads[0].hash
+    async def read_head_and_anchor(self, conn: AsyncConnection) -> None:
+        self.head_seq, self.head_hash = await _single_row(conn, schema.head, schema.HEAD_ID)
+        self.anchor_seq, self.anchor_hash = await _single_row(conn, schema.anchor,
+                                                              schema.ANCHOR_ID)
+        self.expected_seq, self.expected_prev = self.anchor_seq + 1, self.anchor_hash
 
     def check(self, row: Mapping[str, Any], index: Mapping[int, set[str]]) -> None:
         seq = row["seq"]
@@ -111,7 +119,8 @@ class _Walk:
                                 f"{self.head_seq}): it was appended outside the audit writer")
         if seq < self.expected_seq:
             raise _Problem(seq, f"record {seq} is outside the chain, whose records are "
-                                f"numbered from 1: it was inserted")
+                                f"numbered from {self.anchor_seq + 1}: it was inserted "
+                                f"(or not removed by a prune)")
         if seq > self.expected_seq:
             missing = _span(self.expected_seq, seq - 1)
             raise _Problem(self.expected_seq, f"{missing} missing: record {seq} follows record "
@@ -125,7 +134,8 @@ class _Walk:
         if content_hash != row["hash"]:
             raise _Problem(seq, f"record {seq} was altered: its content does not match its hash")
         if row["prev_hash"] != self.expected_prev:
-            previous = "the genesis hash" if seq == 1 else f"record {seq - 1}'s hash"
+            previous = (f"record {seq - 1}'s hash" if seq - 1 > self.anchor_seq
+                        else "the genesis hash" if seq == 1 else "the anchor's hash")
             raise _Problem(seq, f"record {seq} does not link to the chain: its prev_hash is not "
                                 f"{previous} (a record was inserted, replaced or reordered)")
         if index.get(seq, set()) != set(entry.subjects):
@@ -134,6 +144,8 @@ class _Walk:
         if seq == self.head_seq and row["hash"] != self.head_hash:
             raise _Problem(seq, f"the chain head's hash is not record {seq}'s hash: "
                                 f"the head was altered")
+        if entry.kind == "maintenance" and entry.outcome == PRUNED:
+            self.prune_seq, self.confirmed = seq, named_anchor(entry.detail)
         self.intact += 1
         self.expected_seq = seq + 1
         self.expected_prev = row["hash"]
@@ -145,17 +157,35 @@ class _Walk:
             raise _Problem(self.expected_seq, f"{missing} missing: the trail ends at record "
                                               f"{last} but the chain head names record "
                                               f"{self.head_seq}: deleted")
-        if last == 0 and self.head_hash != GENESIS:
-            raise _Problem(None, "the chain head of an empty trail is not the genesis hash: "
+        if last == self.anchor_seq and (self.head_seq, self.head_hash) != (last, self.anchor_hash):
+            raise _Problem(None, "the chain head of an empty chain is not its anchor: "
                                  "the head was altered")
         stray = (await conn.execute(
             sa.select(sa.func.min(schema.subjects.c.seq)).where(
-                sa.or_(schema.subjects.c.seq > last, schema.subjects.c.seq < 1)
+                sa.or_(schema.subjects.c.seq > last, schema.subjects.c.seq <= self.anchor_seq)
             )
         )).scalar()
         if stray is not None:
             raise _Problem(stray, f"the subject index names record {stray}, which is not in "
                                   f"the trail: the index was altered")
+        if self.confirmed != (self.anchor_seq, self.anchor_hash):
+            if self.prune_seq is None:
+                why = "no prune record names it"
+            else:
+                named = "none" if self.confirmed is None else \
+                    f"record {self.confirmed[0]} hash {self.confirmed[1][:12]}…"
+                why = f"the latest prune record, {self.prune_seq}, names {named}"
+            raise _Problem(None, f"the anchor (record {self.anchor_seq} hash "
+                                 f"{self.anchor_hash[:12]}…) is not confirmed by the chain: "
+                                 f"{why}: the anchor was altered")
+
+
+async def _single_row(conn: AsyncConnection, table: sa.Table, row_id: int) -> tuple[int, str]:
+    rows = (await conn.execute(sa.select(table.c.id, table.c.seq, table.c.hash))).all()
+    if len(rows) != 1 or rows[0].id != row_id:
+        raise _Problem(None, f"the {table.name} table holds {len(rows)} row(s) instead of "
+                             f"the single row id={row_id}")
+    return rows[0].seq, rows[0].hash
 
 
 def _span(first: int, last: int) -> str:

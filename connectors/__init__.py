@@ -1,13 +1,16 @@
-"""Connectors: one module per departmental database or partner endpoint.
+"""Connectors: one module per departmental database or partner endpoint
+(``partner_http`` is the HTTP client partner connectors share).
 
 ``CONNECTORS`` maps the configuration's ``connector`` names to classes.
 """
 
 from connectors.court import CourtConnector
 from connectors.credit_office import CreditOfficeConnector
+from connectors.dongguan import DongguanConnector
 from connectors.environment import EnvironmentConnector
 from connectors.hrss import SocialInsuranceConnector
 from connectors.market import MarketRegulationConnector
+from connectors.shenzhen import ShenzhenConnector
 from connectors.tax import TaxConnector
 
 CONNECTORS = {
@@ -19,5 +22,7 @@ CONNECTORS = {
         SocialInsuranceConnector,
         EnvironmentConnector,
         CreditOfficeConnector,
+        ShenzhenConnector,
+        DongguanConnector,
     )
 }

@@ -1,8 +1,15 @@
-"""Create the six demo departmental databases and the gateway configuration for them."""
+"""Create the six demo departmental databases and the gateway configuration for them.
+
+Huizhou's by default; ``city="shenzhen"`` (or ``"dongguan"``) builds a partner
+city's instance of this gateway instead: its own population, source ids
+prefixed by the city (``sz-market``), its departments, token issuer and
+audience, and a client registry in which the Huizhou gateway is a partner.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import secrets
 from dataclasses import dataclass
@@ -14,7 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from demo import court, credit_office, environment, hrss, market, tax
 from demo.issuer import DEMO_AUDIENCE, DEMO_ISSUER, ensure_signing_key
-from demo.population import Population, build_population
+from demo.population import CITIES, Population, build_population
 
 INSERT_CHUNK = 5000
 DEMO_FORMAT = 3  # bump when the demo's tables or configuration change
@@ -40,6 +47,55 @@ DEPARTMENTS = (
         "credit_office", credit_office,
     ),
 )
+
+
+# Source-id prefixes of the cities the demo can build.
+CITY_PREFIXES = {"huizhou": "hz", "shenzhen": "sz", "dongguan": "dg"}
+# A partner city's registry grants the Huizhou gateway these purposes.
+PARTNER_CLIENT_PURPOSES = (
+    "LICENSING_REVIEW", "JOINT_PUNISHMENT", "PROCUREMENT_REVIEW", "PUBLIC_DISCLOSURE", "SUPERVISION",
+)
+# The court and environment generators name organs by Huizhou division; the
+# partner cities' divisions are registered with them here.
+_PARTNER_COURTS = {
+    "440300": ("深圳市中级人民法院", "粤03"),
+    "440303": ("深圳市罗湖区人民法院", "粤0303"),
+    "440304": ("深圳市福田区人民法院", "粤0304"),
+    "440305": ("深圳市南山区人民法院", "粤0305"),
+    "440306": ("深圳市宝安区人民法院", "粤0306"),
+    "440307": ("深圳市龙岗区人民法院", "粤0307"),
+    "441900": ("东莞市第一人民法院", "粤1971"),
+}
+_PARTNER_BRANCHES = {
+    "440300": "深圳", "440303": "罗湖", "440304": "福田", "440305": "南山", "440306": "宝安",
+    "440307": "龙岗", "441900": "东莞",
+}
+for _division, _court in _PARTNER_COURTS.items():
+    court._COURTS.setdefault(_division, _court)
+for _division, _branch in _PARTNER_BRANCHES.items():
+    environment.BRANCHES.setdefault(_division, _branch)
+
+
+def departments(city: str = "huizhou") -> tuple[DemoDepartment, ...]:
+    """The demo departments of ``city``: Huizhou's, renamed for a partner city."""
+    if city == "huizhou":
+        return DEPARTMENTS
+    prefix, name = CITY_PREFIXES[city], CITIES[city].name
+    return tuple(
+        dataclasses.replace(d, source_id=prefix + d.source_id[2:],
+                            department=d.department.replace("惠州", name))
+        for d in DEPARTMENTS
+    )
+
+
+def demo_issuer(city: str = "huizhou") -> str:
+    """The ``iss`` of the demo tokens ``city``'s gateway accepts."""
+    return DEMO_ISSUER if city == "huizhou" else f"urn:{city}:credit:demo-issuer"
+
+
+def demo_audience(city: str = "huizhou") -> str:
+    """The ``aud`` ``city``'s gateway requires."""
+    return DEMO_AUDIENCE if city == "huizhou" else f"urn:{city}:credit-gateway"
 
 
 async def fill_database(url: str, department: DemoDepartment, population: Population) -> None:
@@ -69,16 +125,33 @@ ENTERPRISE_CLIENTS = {
 }
 
 
-def clients_text(population: Population) -> str:
-    """The demo's client registry: the static clients and the enterprise clients."""
-    lines = [CLIENTS_FILE.read_text(encoding="utf-8")]
+def partner_clients_text(city: str) -> str:
+    """A partner city's client registry header: the Huizhou gateway as its partner."""
+    return "\n".join([
+        f"# The {city.title()} demo gateway's client registry (format: gateway/clients.py),",
+        "# written by demo.generate: the Huizhou gateway calls it as a partner city.",
+        "",
+        "[clients.huizhou-gateway]",
+        'organization = "惠州市公共信用信息中心"',
+        'city = "惠州"',
+        'kind = "partner_city"',
+        f"purposes = {json.dumps(list(PARTNER_CLIENT_PURPOSES))}",
+        "",
+    ])
+
+
+def clients_text(population: Population, city: str = "huizhou") -> str:
+    """The demo's client registry: the static clients (a partner city: the
+    Huizhou gateway) and the enterprise clients."""
+    static = CLIENTS_FILE.read_text(encoding="utf-8") if city == "huizhou" else partner_clients_text(city)
+    lines = [static]
     for client_id, case in ENTERPRISE_CLIENTS.items():
         enterprise = population.showcase[case]
         lines += [
             f"[clients.{client_id}]",
             f'organization = "{enterprise.name}"',
             f'organization_code = "{enterprise.uscc}"',
-            'city = "惠州"',
+            f'city = "{population.city.name}"',
             'kind = "enterprise"',
             'purposes = ["SELF_INQUIRY"]',
             "",
@@ -87,16 +160,16 @@ def clients_text(population: Population) -> str:
 
 
 def config_text(urls: dict[str, str], jwks_file: Path, audit_url: str, subject_key: str,
-                graphiql: bool = True) -> str:
-    """The TOML configuration that serves the demo databases at ``urls``."""
+                graphiql: bool = True, city: str = "huizhou") -> str:
+    """The TOML configuration that serves ``city``'s demo databases at ``urls``."""
     lines = [
-        "# Generated by `credit-gateway demo`: the six Huizhou demo departments.",
+        f"# Generated by `credit-gateway demo`: the six {city.title()} demo departments.",
         "[gateway]",
         f"graphiql = {'true' if graphiql else 'false'}",
         "",
         "[auth]",
-        f'issuer = "{DEMO_ISSUER}"',
-        f'audience = "{DEMO_AUDIENCE}"',
+        f'issuer = "{demo_issuer(city)}"',
+        f'audience = "{demo_audience(city)}"',
         f'jwks_file = "{jwks_file.name}"',
         'clients_file = "clients.toml"',
         "",
@@ -105,48 +178,56 @@ def config_text(urls: dict[str, str], jwks_file: Path, audit_url: str, subject_k
         f'subject_key = "{subject_key}"',
         "",
     ]
-    for d in DEPARTMENTS:
+    for d in departments(city):
         lines += [
             f"[sources.{d.source_id}]",
             f'connector = "{d.connector}"',
             f'url = "{urls[d.source_id]}"',
             f'department = "{d.department}"',
-            'city = "惠州"',
+            f'city = "{CITIES[city].name}"',
             "",
         ]
     return "\n".join(lines)
 
 
 def create_demo_data(
-    data_dir: Path, size: int = 2000, persons: int = 500, seed: int = 441300,
-    today: date | None = None, force: bool = False,
+    data_dir: Path, size: int = 2000, persons: int = 500, seed: int | None = None,
+    today: date | None = None, force: bool = False, city: str = "huizhou",
 ) -> Path:
-    """Create the demo SQLite databases in ``data_dir`` unless a data set of the
-    same size and seed is already there; return the configuration file's path."""
+    """Create ``city``'s demo SQLite databases in ``data_dir`` unless a data set
+    of the same city, size and seed (default: the city's, 441300 for Huizhou)
+    is already there; return the configuration file's path."""
+    if city not in CITY_PREFIXES:
+        raise ValueError(f"unknown demo city {city!r}; known: {sorted(CITY_PREFIXES)}")
+    seed = CITIES[city].seed if seed is None else seed
+    city_departments = departments(city)
     data_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = data_dir / "manifest.json"
     config_path = data_dir / "gateway.toml"
     wanted = {"format": DEMO_FORMAT, "size": size, "persons": persons, "seed": seed,
-              "departments": [d.source_id for d in DEPARTMENTS]}
+              "departments": [d.source_id for d in city_departments]}
     if not force and config_path.exists() and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
         if {k: manifest.get(k) for k in wanted} == wanted:
             return config_path
-    population = build_population(size, persons, seed, today)
-    urls = {d.source_id: sqlite_url(data_dir / f"{d.database}.db") for d in DEPARTMENTS}
+    population = build_population(size, persons, seed, today, city=city)
+    urls = {d.source_id: sqlite_url(data_dir / f"{d.database}.db") for d in city_departments}
 
     async def fill_all() -> None:
-        await asyncio.gather(*(fill_database(urls[d.source_id], d, population) for d in DEPARTMENTS))
+        await asyncio.gather(
+            *(fill_database(urls[d.source_id], d, population) for d in city_departments)
+        )
 
     asyncio.run(fill_all())
     _, jwks_file = ensure_signing_key(data_dir)
-    (data_dir / "clients.toml").write_text(clients_text(population), encoding="utf-8")
+    (data_dir / "clients.toml").write_text(clients_text(population, city), encoding="utf-8")
     key_file = data_dir / "audit-subject-key"
     if not key_file.exists():  # kept across regenerations: recorded hashes stay comparable
         key_file.write_text(secrets.token_hex(32))
         key_file.chmod(0o600)
     config_path.write_text(
-        config_text(urls, jwks_file, sqlite_url(data_dir / "audit.db"), key_file.read_text()),
+        config_text(urls, jwks_file, sqlite_url(data_dir / "audit.db"), key_file.read_text(),
+                    city=city),
         encoding="utf-8",
     )
     manifest_path.write_text(json.dumps({**wanted, "today": population.today.isoformat()}))

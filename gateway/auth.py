@@ -34,7 +34,6 @@ from joserfc.errors import (
     InvalidClaimError,
     InvalidKeyCurveError,
     InvalidKeyIdError,
-    InvalidKeyTypeError,
     JoseError,
     KeyParameterError,
     MissingClaimError,

@@ -76,7 +76,6 @@ def test_one_request_returns_records_from_all_six_sources(demo_settings, populat
 
 def test_invalid_code_is_rejected_before_any_source_is_touched(demo_settings):
     gateway = Gateway(demo_settings)
-    registry = gateway.registry
     counter = StatementCounter(gateway.registry)
     with gateway:
         body = gateway.query(FULL_RECORD, uscc="91110000600037341N")
@@ -88,7 +87,6 @@ def test_invalid_code_is_rejected_before_any_source_is_touched(demo_settings):
 
 def test_literal_invalid_code_is_rejected_too(demo_settings):
     gateway = Gateway(demo_settings)
-    registry = gateway.registry
     counter = StatementCounter(gateway.registry)
     with gateway:
         body = gateway.query('{ entity(uscc: "91110000600037341N") { penalties { facts } } }')
@@ -138,7 +136,6 @@ def test_sibling_sources_are_read_concurrently(demo_settings, population):
     delay_ms = 300
     settings = with_all_sources(demo_settings, simulated_latency_ms=delay_ms)
     gateway = Gateway(settings)
-    registry = gateway.registry
     timeline = FetchTimeline(gateway.registry)
     with gateway:
         started = time.perf_counter()
@@ -189,8 +186,7 @@ def test_a_slow_source_times_out_with_its_own_code(demo_settings, population):
 
 def test_unexpected_errors_are_masked(demo_settings, population, monkeypatch):
     gateway = Gateway(demo_settings)
-    registry = gateway.registry
-    (connector,) = registry.serving("commitments")
+    (connector,) = gateway.registry.serving("commitments")
 
     async def broken(keys):
         raise RuntimeError("password=hunter2 host=10.0.0.1")
@@ -212,7 +208,6 @@ def test_name_search_pages_through_results(demo_settings, population):
     expected = sorted(e.uscc for e in population.enterprises if name in e.name)
     assert len(expected) >= 1
     gateway = Gateway(demo_settings)
-    registry = gateway.registry
     seen, after = [], None
     with gateway:
         while True:

@@ -1,0 +1,349 @@
+"""The Shenzhen partner: another instance of this gateway, asked over GraphQL.
+
+Shenzhen's endpoint speaks our own schema (``schema.graphql``) and our own
+authentication (RFC 9068 bearer tokens from its token endpoint, the purpose
+of use in ``X-Purpose-Of-Use``). One batch of keys is one POST::
+
+    query($u: [USCC!]!) { entities(usccs: $u) { uscc penalties { decidedOn severity } } }
+
+The sub-selection holds only the fields the operation selected on the record
+type (``SourceCall.selected``; provenance is ours, never asked for) plus the
+attributes our row rules read for the caller's purpose (``gateway/policy.toml``
+rows), nothing more. Contracts:
+
+* registrations only for codes in ``settings.divisions`` (others: ``None``, no call);
+* list record types for any USCC; keys that are not USCCs (resident ID
+  numbers of ``Person`` fields) get ``[]`` and are never sent;
+* Shenzhen's policy nulling a field (``FORBIDDEN_FOR_PURPOSE``), or its 403
+  to the purpose or the client, is ``PartnerRefused``: what it withholds is
+  never widened; any other error on the field is ``SourceUnavailable``; a
+  missing or wrong-shaped ``data`` is ``BadSourceData``;
+* every call carries the purpose, the request id, the asking organization and
+  the hop header, so Shenzhen never forwards it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from connectors import record_types as rt
+from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, Connector, SourceCall
+from connectors.partner_http import PartnerClient
+from gateway.catalog import Catalog, load_catalog
+from gateway.codes import InvalidCode, validate_resident_id, validate_uscc
+from gateway.errors import CircuitOpen, PartnerRefused, SourceUnavailable
+from gateway.policy import decide
+from gateway.settings import SourceSettings
+from resolvers import records as r
+
+log = logging.getLogger("gateway.sources")
+
+PURPOSE_HEADER = "X-Purpose-Of-Use"
+REQUEST_ID_HEADER = "X-Request-Id"
+HOP_VALUE = "huizhou"
+FORBIDDEN = "FORBIDDEN_FOR_PURPOSE"
+# Options of each row-rule kind that name a record attribute the rule reads.
+RULE_ATTRIBUTES = {
+    "publicity_window": ("date", "severity", "repaired"),
+    "active_period": ("removed", "expires"),
+    "value_in": ("attribute",),
+}
+
+
+def camel(name: str) -> str:
+    """``decided_on`` -> ``decidedOn`` (the schema's field names)."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _converter(hint: Any) -> tuple[Callable[[Any], Any], bool]:
+    """A JSON-value converter for a record attribute's type, and whether it is optional.
+    Converters raise ``ValueError``/``TypeError``/``KeyError`` for a wrong value."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return _converter(inner)[0], True
+    hint = getattr(hint, "__supertype__", hint)  # NewType (USCC) -> str
+    if typing.get_origin(hint) is list:
+        item = _converter(args[0])[0]
+
+        def convert_list(value: Any) -> list:
+            if not isinstance(value, list):
+                raise TypeError("expected a list")
+            return [item(v) for v in value]
+        return convert_list, False
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return lambda value: hint[_typed(value, str)], False
+    if hint is date:
+        return lambda value: date.fromisoformat(_typed(value, str)), False
+    if hint is Decimal:
+        return _decimal, False
+    if hint in (str, int):
+        return functools.partial(_typed, kind=hint), False
+    raise TypeError(f"no JSON converter for {hint!r}")
+
+
+def _typed(value: Any, kind: type) -> Any:
+    if type(value) is not kind:  # bool is not an int here
+        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise TypeError("expected a decimal")
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"not a decimal: {value!r}") from None
+    if not result.is_finite():
+        raise ValueError(f"not a finite decimal: {value!r}")
+    return result
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Shape:
+    """How one record type is asked for and read back."""
+
+    field: str  # the Entity field
+    type_name: str  # its GraphQL record type
+    record: type  # the record dataclass of resolvers.records
+    single: bool = False
+    # GraphQL field name -> (attribute, converter, optional); provenance excluded
+    attributes: Mapping[str, tuple[str, Callable[[Any], Any], bool]] = dataclasses.field(
+        default_factory=dict)
+
+    @classmethod
+    def of(cls, field: str, type_name: str, record: type, single: bool = False) -> Shape:
+        hints = typing.get_type_hints(record)
+        attributes = {
+            camel(f.name): (f.name, *_converter(hints[f.name]))
+            for f in dataclasses.fields(record) if f.name != "provenance"
+        }
+        return cls(field, type_name, record, single, attributes)
+
+
+SHAPES: dict[str, Shape] = {
+    rt.REGISTRATION: Shape.of("registration", "Registration", r.Registration, single=True),
+    rt.PENALTIES: Shape.of("penalties", "Penalty", r.Penalty),
+    rt.LICENCES: Shape.of("licences", "Licence", r.Licence),
+    rt.ABNORMAL_OPERATIONS: Shape.of(
+        "abnormalOperations", "AbnormalOperationListing", r.AbnormalOperationListing),
+    rt.SERIOUS_VIOLATIONS: Shape.of(
+        "seriousViolations", "SeriousViolationListing", r.SeriousViolationListing),
+    rt.DISHONEST_DEBTORS: Shape.of(
+        "dishonestDebtorRecords", "DishonestDebtorRecord", r.DishonestDebtorRecord),
+    rt.CREDIT_LISTS: Shape.of("creditLists", "CreditListEntry", r.CreditListEntry),
+}
+
+
+def is_uscc(key: Any) -> bool:
+    """Whether ``key`` is a USCC that is not also a resident ID number (an ID
+    number is personal data: when in doubt, it is never sent)."""
+    try:
+        validate_uscc(key)
+    except InvalidCode:
+        return False
+    try:
+        validate_resident_id(key)
+    except InvalidCode:
+        return True
+    return False
+
+
+class ShenzhenConnector(Connector):
+    """Shenzhen's public credit gateway (``connector = "shenzhen"``)."""
+
+    kind = "shenzhen"
+    is_partner: ClassVar[bool] = True
+    record_types = {
+        rt.REGISTRATION: "load_registrations",
+        rt.PENALTIES: "load_penalties",
+        rt.LICENCES: "load_licences",
+        rt.ABNORMAL_OPERATIONS: "load_abnormal_operations",
+        rt.SERIOUS_VIOLATIONS: "load_serious_violations",
+        rt.DISHONEST_DEBTORS: "load_dishonest_debtors",
+        rt.CREDIT_LISTS: "load_credit_lists",
+    }
+
+    def __init__(self, settings: SourceSettings, *, catalog: Catalog | None = None,
+                 transport: Any = None) -> None:
+        """``catalog``: the policy whose row rules need attributes (default: the
+        packaged ``gateway/policy.toml``); ``transport``: for tests only."""
+        super().__init__(settings)
+        self.catalog = catalog or load_catalog()
+        self.client = PartnerClient(settings, transport)
+        self._rule_attributes: dict[str, dict[str, frozenset[str]]] = {}
+
+    def batch_function(self, record_type: str, call: SourceCall) -> Callable[[Sequence[Any]], Any]:
+        return functools.partial(getattr(self, self.record_types[record_type]), call=call)
+
+    # -- the batch methods ------------------------------------------------------
+
+    async def load_registrations(self, keys: Sequence[str], *, call: SourceCall) -> list:
+        """Registrations of codes within ``settings.divisions``; ``None`` for others."""
+        mine = [k for k in keys if is_uscc(k) and k[2:8].startswith(self.divisions)]
+        found = await self._fetch(rt.REGISTRATION, mine, call) if mine else {}
+        return [found.get(k) for k in keys]
+
+    async def load_penalties(self, keys: Sequence[str], *, call: SourceCall) -> list:
+        return await self._lists(rt.PENALTIES, keys, call)
+
+    async def load_licences(self, keys: Sequence[str], *, call: SourceCall) -> list:
+        return await self._lists(rt.LICENCES, keys, call)
+
+    async def load_abnormal_operations(self, keys: Sequence[str], *, call: SourceCall) -> list:
+        return await self._lists(rt.ABNORMAL_OPERATIONS, keys, call)
+
+    async def load_serious_violations(self, keys: Sequence[str], *, call: SourceCall) -> list:
+        return await self._lists(rt.SERIOUS_VIOLATIONS, keys, call)
+
+    async def load_dishonest_debtors(self, keys: Sequence[str], *, call: SourceCall) -> list:
+        return await self._lists(rt.DISHONEST_DEBTORS, keys, call)
+
+    async def load_credit_lists(self, keys: Sequence[str], *, call: SourceCall) -> list:
+        return await self._lists(rt.CREDIT_LISTS, keys, call)
+
+    async def _lists(self, record_type: str, keys: Sequence[str], call: SourceCall) -> list:
+        usccs = [k for k in keys if is_uscc(k)]
+        found = await self._fetch(record_type, usccs, call) if usccs else {}
+        return [found.get(k, []) for k in keys]
+
+    # -- the request ------------------------------------------------------------
+
+    def selection(self, record_type: str, call: SourceCall) -> list[str]:
+        """The record type's fields to ask for: those the operation selected plus
+        those our row rules read for the purpose, in schema order."""
+        shape = SHAPES[record_type]
+        prefix = shape.type_name + "."
+        wanted = {c[len(prefix):] for c in call.selected if c.startswith(prefix)}
+        wanted |= self._rules_need(call.purpose).get(record_type, frozenset())
+        return [name for name in shape.attributes if name in wanted]
+
+    def _rules_need(self, purpose: str) -> dict[str, frozenset[str]]:
+        """Record type -> GraphQL fields the purpose's row rules read (cached)."""
+        needed = self._rule_attributes.get(purpose)
+        if needed is None:
+            needed = {}
+            if purpose in self.catalog.purposes:
+                coordinates = {f"Entity.{s.field}": t for t, s in SHAPES.items()}
+                decision = decide(self.catalog, purpose, coordinates)
+                for record_type, row_filter in decision.row_filters.items():
+                    rules = [self.catalog.rows[rule_id] for rule_id in row_filter.rules]
+                    needed[record_type] = frozenset(
+                        camel(rule.options[option]) for rule in rules
+                        for option in RULE_ATTRIBUTES[rule.kind] if rule.options.get(option)
+                    )
+            self._rule_attributes[purpose] = needed
+        return needed
+
+    def query(self, record_type: str, fields: Sequence[str]) -> str:
+        """The GraphQL document for one batch (``__typename`` when no field is needed)."""
+        inner = " ".join(fields) or "__typename"
+        return (f"query($u: [USCC!]!) {{ entities(usccs: $u) {{ uscc "
+                f"{SHAPES[record_type].field} {{ {inner} }} }} }}")
+
+    def headers(self, call: SourceCall) -> dict[str, str]:
+        return {
+            PURPOSE_HEADER: call.purpose,
+            REQUEST_ID_HEADER: call.request_id,
+            ON_BEHALF_OF_HEADER: quote(call.organization, safe=""),
+            HOP_HEADER: HOP_VALUE,
+        }
+
+    async def _fetch(self, record_type: str, usccs: Sequence[str], call: SourceCall) -> dict:
+        """One POST for ``usccs``: USCC -> record (or list of records)."""
+        fields = self.selection(record_type, call)
+        body = {"query": self.query(record_type, fields), "variables": {"u": list(usccs)}}
+        answer = await self.client.post_json("", body, headers=self.headers(call))
+        return self._read(record_type, fields, usccs, answer, call)
+
+    # -- the answer -------------------------------------------------------------
+
+    def _read(self, record_type: str, fields: Sequence[str], usccs: Sequence[str],
+              answer: Any, call: SourceCall) -> dict:
+        shape = SHAPES[record_type]
+        if not isinstance(answer, dict):
+            raise self.client.bad_data(f"{self._name} answered with something other than an object")
+        errors = answer.get("errors") or []
+        if not isinstance(errors, list) or not all(isinstance(e, dict) for e in errors):
+            raise self.client.bad_data(f"{self._name} answered with malformed errors")
+        codes = [_code(e) for e in errors]
+        if FORBIDDEN in codes:
+            log.info("source %s refused %s for purpose %s", self.id, shape.field, call.purpose)
+            raise self._refused(call.purpose)
+        data = answer.get("data")
+        entities = data.get("entities") if isinstance(data, dict) else None
+        if not isinstance(entities, list) or len(entities) != len(usccs):
+            raise self.client.bad_data(f"{self._name} answered without the entities asked for")
+        if errors:
+            log.warning("source %s: %s failed there: %s", self.id, shape.field, sorted(set(codes)))
+            raise SourceUnavailable(
+                self.id, f"{self._name} could not provide {shape.field} ({codes[0]})")
+        provenance = self.provenance()
+        build = functools.partial(self._record, shape, fields, provenance)
+        found: dict[str, Any] = {}
+        try:
+            for uscc, entity in zip(usccs, entities):
+                if not isinstance(entity, dict) or entity.get("uscc") != uscc:
+                    raise ValueError("entities out of order")
+                value = entity.get(shape.field)
+                if shape.single:
+                    found[uscc] = None if value is None else build(value)
+                elif isinstance(value, list):
+                    found[uscc] = [build(item) for item in value]
+                else:
+                    raise TypeError(f"{shape.field} is not a list")
+        except (ValueError, TypeError, KeyError) as exc:
+            raise self._bad_data(exc) from None
+        return found
+
+    @staticmethod
+    def _record(shape: Shape, fields: Sequence[str], provenance: r.Provenance, item: Any) -> Any:
+        """One record from its JSON object; fields not asked for are ``None``."""
+        if not isinstance(item, dict):
+            raise TypeError("a record is not an object")
+        values: dict[str, Any] = {"provenance": provenance}
+        for name, (attribute, convert, optional) in shape.attributes.items():
+            if name not in fields:
+                values[attribute] = None
+                continue
+            value = item[name]
+            if value is None and not optional:
+                raise ValueError(f"{shape.type_name}.{name} is null")
+            values[attribute] = None if value is None else convert(value)
+        return shape.record(**values)
+
+    def _refused(self, purpose: str) -> PartnerRefused:
+        return PartnerRefused(
+            self.id, f"{self._name} does not share this data for purpose {purpose}")
+
+    @property
+    def _name(self) -> str:
+        return f"source {self.id} ({self.settings.department})"
+
+    async def check(self) -> None:
+        """Unavailable while the circuit breaker is open; the partner is not called."""
+        if self.client.breaker.state == "open":
+            raise CircuitOpen(self.id, f"{self._name} is failing: calls to it are suspended")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _code(error: dict) -> str:
+    extensions = error.get("extensions")
+    code = extensions.get("code") if isinstance(extensions, dict) else None
+    return code if isinstance(code, str) else "UNKNOWN"
+
+

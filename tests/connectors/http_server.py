@@ -1,0 +1,64 @@
+"""A real HTTP server on loopback for tests: uvicorn running an ASGI app in a thread.
+
+    with LiveServer(app) as server:
+        ...  # requests to server.url ("http://127.0.0.1:<free port>")
+
+The kernel picks the free port (uvicorn binds port 0), so parallel runs never
+collide. Start and stop are bounded: a server that does not come up, or does
+not shut down, within ``wait_seconds`` is an error, not a hung test run;
+requests still running at stop are cancelled after one second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+
+class LiveServer:
+    """Serve ``app`` on 127.0.0.1 at a free port from ``start`` until ``stop``."""
+
+    def __init__(self, app: Any, *, wait_seconds: float = 10.0) -> None:
+        self.app = app
+        self.wait_seconds = wait_seconds
+        self.url = ""
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> LiveServer:
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
+            ws="none", loop="asyncio", http="h11", timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="test-http-server",
+                                        daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.wait_seconds
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("test HTTP server did not start")
+            time.sleep(0.01)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def stop(self) -> None:
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(self.wait_seconds)
+        alive = self._thread.is_alive()
+        self._server = self._thread = None
+        if alive:
+            raise RuntimeError("test HTTP server did not stop")
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

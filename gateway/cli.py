@@ -13,7 +13,10 @@ from gateway.errors import ConfigurationError
 DEFAULT_DATA_DIR = Path("demo-data")
 
 
-def _serve(config_path: Path, host: str, port: int) -> int:
+def _serve(config_path: Path, host: str, port: int,
+           partners: list[tuple[str, object, int]] = ()) -> int:
+    import asyncio
+
     import uvicorn
 
     from gateway.app import create_app
@@ -22,19 +25,35 @@ def _serve(config_path: Path, host: str, port: int) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = load_settings(config_path)
-    app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+    servers = [uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
+                                             log_level="info", access_log=False))]
+    for _, app, partner_port in partners:
+        servers.append(uvicorn.Server(uvicorn.Config(app, host=host, port=partner_port,
+                                                     log_level="warning", access_log=False)))
+
+    async def serve_all() -> None:
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    asyncio.run(serve_all())
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from demo.federation import prepare_federation
     from demo.generate import create_demo_data
 
     print(f"Preparing demo databases in {args.data_dir} ({args.size} enterprises)...", flush=True)
     config_path = create_demo_data(args.data_dir, size=args.size, persons=args.persons)
+    partners = []
+    if not args.no_partners:
+        federation = prepare_federation(args.data_dir, config_path, args.host, args.port,
+                                        args.size, args.persons)
+        config_path, partners = federation.config, federation.partners
+        for name, _, port in partners:
+            print(f"Partner {name}: http://{args.host}:{port}")
     print(f"Configuration: {config_path}")
     print(f"GraphQL (with GraphiQL): http://{args.host}:{args.port}/graphql", flush=True)
-    return _serve(config_path, args.host, args.port)
+    return _serve(config_path, args.host, args.port, partners)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -210,13 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser(
-        "demo", help="create the demo departmental databases if absent and serve them"
+        "demo", help="create the demo databases if absent and serve them, with the "
+        "Shenzhen and Dongguan partner simulators on loopback"
     )
     demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     demo.add_argument("--size", type=int, default=2000, help="number of enterprises")
     demo.add_argument("--persons", type=int, default=500, help="number of natural persons")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=int, default=8000,
+                      help="Huizhou's port; Shenzhen's is port+1, Dongguan's port+2")
+    demo.add_argument("--no-partners", action="store_true",
+                      help="serve Huizhou's six databases only")
     demo.set_defaults(handler=cmd_demo)
 
     serve = commands.add_parser("serve", help="serve the sources of a configuration file")

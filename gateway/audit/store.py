@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
@@ -33,6 +34,18 @@ from gateway.audit.verify import VerifyReport, verify_trail
 from gateway.audit.writer import GroupCommitWriter
 
 log = logging.getLogger("gateway.audit")
+_MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _migration_lock() -> asyncio.Lock:
+    """One lock per event loop serializing the migrations this process runs."""
+    loop = asyncio.get_running_loop()
+    lock = _MIGRATION_LOCKS.get(loop)
+    if lock is None:
+        lock = _MIGRATION_LOCKS[loop] = asyncio.Lock()
+    return lock
 
 
 class AuditStore:
@@ -52,7 +65,9 @@ class AuditStore:
         """Create or upgrade the schema (``alembic upgrade head``); safe to run
         from several processes at once."""
         try:
-            async with self._engine.connect() as conn:
+            # alembic keeps its migration context in module globals: two
+            # migrations interleaved on one event loop would share it.
+            async with _migration_lock(), self._engine.connect() as conn:
                 await write_connection(conn)
                 async with conn.begin():
                     await conn.run_sync(upgrade_to_head)

@@ -21,16 +21,17 @@ import uvicorn
 class LiveServer:
     """Serve ``app`` on 127.0.0.1 at a free port from ``start`` until ``stop``."""
 
-    def __init__(self, app: Any, *, wait_seconds: float = 10.0) -> None:
+    def __init__(self, app: Any, *, wait_seconds: float = 10.0, lifespan: str = "off") -> None:
         self.app = app
         self.wait_seconds = wait_seconds
+        self.lifespan = lifespan
         self.url = ""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> LiveServer:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off",
+            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan=self.lifespan,
             ws="none", loop="asyncio", http="h11", timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)

@@ -1,0 +1,119 @@
+"""The demo's partner cities, served on loopback beside Huizhou.
+
+Shenzhen runs a second instance of this gateway over its own synthetic
+departmental data, with an OAuth 2.0 token endpoint for partner gateways;
+Dongguan runs the legacy REST simulator of ``demo.dongguan``. The Huizhou
+configuration written here adds both as partner sources.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from demo.dongguan import create_dongguan_app
+from demo.generate import create_demo_data
+from demo.issuer import ensure_signing_key
+from demo.population import build_population
+from demo.token_endpoint import token_route
+from gateway.app import create_app
+from gateway.settings import Settings, load_settings
+
+PARTNER_CLIENT_ID = "huizhou-gateway"  # how Huizhou's gateway is known to its partners
+SHENZHEN_SIZE = 500
+DONGGUAN_SIZE = 300
+
+
+def gateway_with_token_endpoint(settings: Settings, clients: Mapping[str, str]) -> Starlette:
+    """A gateway that also issues client-credentials tokens to ``clients``
+    (client id -> secret), signed with its demo key."""
+    gateway = create_app(settings)
+    key, _ = ensure_signing_key(Path(settings.auth.jwks_file).parent)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with gateway.router.lifespan_context(gateway):
+            yield
+
+    return Starlette(
+        routes=[
+            token_route(key, issuer=settings.auth.issuer, audience=settings.auth.audience,
+                        clients=clients),
+            Mount("/", gateway),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def partner_sources_text(shenzhen_url: str, dongguan_url: str, secret: str,
+                         timeout_seconds: float = 2.0) -> str:
+    """The ``[sources.*]`` tables of the two partner cities."""
+    common = [
+        f'client_id = "{PARTNER_CLIENT_ID}"',
+        f'client_secret = "{secret}"',
+        f"timeout_seconds = {timeout_seconds}",
+        "",
+    ]
+    return "\n".join([
+        "[sources.sz-gateway]",
+        'connector = "shenzhen"',
+        f'url = "{shenzhen_url}/graphql"',
+        f'token_url = "{shenzhen_url}/oauth/token"',
+        'divisions = ["4403"]',
+        'department = "深圳市公共信用中心"',
+        'city = "深圳"',
+        *common,
+        "[sources.dg-gateway]",
+        'connector = "dongguan"',
+        f'url = "{dongguan_url}"',
+        f'token_url = "{dongguan_url}/oauth/token"',
+        'divisions = ["441900"]',
+        'department = "东莞市公共信用信息中心"',
+        'city = "东莞"',
+        *common,
+    ])
+
+
+@dataclass
+class Federation:
+    """Huizhou's federated configuration and the partner apps to serve."""
+
+    config: Path
+    partners: list[tuple[str, Any, int]]  # (name, ASGI app, port)
+
+
+def prepare_federation(data_dir: Path, huizhou_config: Path, host: str, port: int,
+                       size: int, persons: int) -> Federation:
+    """Create the partners' demo data if absent and write ``federated.toml``:
+    Huizhou's configuration plus Shenzhen on ``port + 1`` and Dongguan on
+    ``port + 2``."""
+    secret_file = data_dir / "partner-secret"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(32))
+        secret_file.chmod(0o600)
+    secret = secret_file.read_text()
+    clients = {PARTNER_CLIENT_ID: secret}
+
+    shenzhen_config = create_demo_data(data_dir / "shenzhen", size=SHENZHEN_SIZE,
+                                       persons=100, city="shenzhen")
+    shenzhen = gateway_with_token_endpoint(load_settings(shenzhen_config), clients)
+    huizhou = build_population(size, persons)
+    dongguan = create_dongguan_app(
+        clients=clients, huizhou_usccs={e.uscc: e.name for e in huizhou.enterprises},
+        size=DONGGUAN_SIZE,
+    )
+    federated = data_dir / "federated.toml"
+    federated.write_text(
+        huizhou_config.read_text(encoding="utf-8") + "\n"
+        + partner_sources_text(f"http://{host}:{port + 1}", f"http://{host}:{port + 2}", secret),
+        encoding="utf-8",
+    )
+    return Federation(federated, [("Shenzhen", shenzhen, port + 1),
+                                  ("Dongguan", dongguan, port + 2)])

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import event
 from starlette.testclient import TestClient
 
-from demo.issuer import DEMO_AUDIENCE, DEMO_ISSUER, ensure_signing_key, issue_token
+from demo.issuer import ensure_signing_key, issue_token
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
@@ -41,8 +41,8 @@ def with_all_sources(settings: Settings, **changes: Any) -> Settings:
 def demo_token(settings: Settings, client_id: str, **claims: Any) -> str:
     """A token for ``client_id`` signed with the demo key beside the JWKS."""
     key, _ = ensure_signing_key(Path(settings.auth.jwks_file).parent)
-    return issue_token(key, client_id=client_id, issuer=DEMO_ISSUER, audience=DEMO_AUDIENCE,
-                       **claims)
+    return issue_token(key, client_id=client_id, issuer=settings.auth.issuer,
+                       audience=settings.auth.audience, **claims)
 
 
 class Gateway:

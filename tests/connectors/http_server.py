@@ -21,8 +21,10 @@ import uvicorn
 class LiveServer:
     """Serve ``app`` on 127.0.0.1 at a free port from ``start`` until ``stop``."""
 
-    def __init__(self, app: Any, *, wait_seconds: float = 10.0, lifespan: str = "off") -> None:
+    def __init__(self, app: Any, *, wait_seconds: float = 10.0, lifespan: str = "off",
+                 port: int = 0) -> None:
         self.app = app
+        self.port = port
         self.wait_seconds = wait_seconds
         self.lifespan = lifespan
         self.url = ""
@@ -31,7 +33,7 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, log_level="warning", lifespan=self.lifespan,
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan=self.lifespan,
             ws="none", loop="asyncio", http="h11", timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
@@ -63,3 +65,13 @@ class LiveServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def free_port() -> int:
+    """A port free right now on 127.0.0.1 (for servers that must know each
+    other's address before either starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,253 @@
+"""Huizhou's gateway with its partner cities over real HTTP on loopback:
+routing by division code, merged lists with provenance, purpose propagation,
+no forwarding loops, and each partner failure with its partial result."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+
+import httpx2
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from demo.dongguan import create_dongguan_app
+from demo.federation import PARTNER_CLIENT_ID, gateway_with_token_endpoint, partner_sources_text
+from demo.generate import create_demo_data
+from demo.population import build_population
+from gateway.settings import Settings, load_settings
+from tests.connectors.http_server import LiveServer, free_port
+from tests.gateway_fixtures import Gateway
+
+SECRET = "partner-secret-for-tests-0123456789"
+SUPERVISOR = ("hz-market-app", "SUPERVISION")
+CROSS_CITY = """query($u: [USCC!]!) { entities(usccs: $u) { uscc
+  registration { name provenance { source city } }
+  penalties { decisionNumber provenance { source city } } } }"""
+
+
+class Counting:
+    """Counts the GraphQL requests an ASGI app receives."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.graphql_posts = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/graphql" and scope["method"] == "POST":
+            self.graphql_posts += 1
+        await self.app(scope, receive, send)
+
+
+def with_partners(settings: Settings, tmp_path: Path, shenzhen_url: str, dongguan_url: str,
+                  **source_changes) -> Settings:
+    """``settings`` plus the two partner sources (changes apply to both)."""
+    config = Path(settings.auth.jwks_file).with_name("gateway.toml")
+    federated = config.with_name(f"federated-{time.monotonic_ns()}.toml")  # same relative paths
+    federated.write_text(config.read_text(encoding="utf-8") + "\n" + partner_sources_text(
+        shenzhen_url, dongguan_url, SECRET), encoding="utf-8")
+    loaded = load_settings(federated, env={})
+    sources = tuple(dataclasses.replace(s, **source_changes) if s.id in ("sz-gateway", "dg-gateway")
+                    else s for s in loaded.sources)
+    return dataclasses.replace(loaded, sources=sources, audit=settings.audit)
+
+
+@pytest.fixture(scope="module")
+def shenzhen(tmp_path_factory):
+    config = create_demo_data(tmp_path_factory.mktemp("shenzhen"), size=120, persons=30,
+                              city="shenzhen")
+    app = Counting(gateway_with_token_endpoint(load_settings(config, env={}),
+                                               {PARTNER_CLIENT_ID: SECRET}))
+    with LiveServer(app, lifespan="on") as server:
+        server.counting = app
+        server.population = build_population(120, 30, city="shenzhen")
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dongguan(population):
+    app = create_dongguan_app(clients={PARTNER_CLIENT_ID: SECRET},
+                              huizhou_usccs={e.uscc: e.name for e in population.enterprises},
+                              size=80)
+    with LiveServer(app) as server:
+        server.state = app.state
+        server.population = build_population(80, 50, city="dongguan")
+        yield server
+
+
+@pytest.fixture
+def federated(demo_settings, tmp_path, shenzhen, dongguan):
+    return with_partners(demo_settings, tmp_path, shenzhen.url, dongguan.url)
+
+
+def huizhou_code_dongguan_penalized(dongguan, population) -> str:
+    """A Huizhou firm with a recent, shareable Dongguan penalty."""
+    from datetime import date, timedelta
+
+    recent = (date.today() - timedelta(days=200)).isoformat()
+    held = dongguan.state.data.penalties
+    return next(e.uscc for e in population.enterprises if any(
+        p["cfrq"] >= recent and p["yzcd"] != "轻微" for p in held.get(e.uscc, [])))
+
+
+def test_registrations_follow_the_division_code_and_lists_merge_every_city(
+        federated, shenzhen, dongguan, population):
+    hz = huizhou_code_dongguan_penalized(dongguan, population)
+    sz = shenzhen.population.showcase["clean"]
+    dg = dongguan.population.showcase["clean"]
+    with Gateway(federated) as gateway:
+        body = gateway.query(CROSS_CITY, SUPERVISOR, u=[hz, sz.uscc, dg.uscc])
+    assert "errors" not in body, body["errors"]
+    huizhou, shenzhen_firm, dongguan_firm = body["data"]["entities"]
+    assert huizhou["registration"]["provenance"] == {"source": "hz-market", "city": "惠州"}
+    assert shenzhen_firm["registration"] == {
+        "name": sz.name, "provenance": {"source": "sz-gateway", "city": "深圳"}}
+    assert dongguan_firm["registration"] == {
+        "name": dg.name, "provenance": {"source": "dg-gateway", "city": "东莞"}}
+    cities = {p["provenance"]["city"] for p in huizhou["penalties"]}
+    assert "东莞" in cities  # a Dongguan penalty of a Huizhou firm, merged into its list
+
+
+def test_purpose_and_organization_travel_with_the_partner_call(federated, dongguan, population):
+    dongguan.state.received.clear()
+    with Gateway(federated) as gateway:
+        gateway.query(CROSS_CITY, ("hz-market-app", "LICENSING_REVIEW"),
+                      u=[huizhou_code_dongguan_penalized(dongguan, population)])
+    assert dongguan.state.received
+    for call in dongguan.state.received:
+        assert call["purpose"] == "LICENSING_REVIEW"
+        assert call["on_behalf_of"] == "惠州市市场监督管理局"
+        assert call["hop"] == "huizhou"
+
+
+def test_a_partner_never_widens_what_the_purpose_may_see(federated, dongguan, population):
+    # Dongguan does not share for incentive review: its part is refused, ours stays.
+    with Gateway(federated) as gateway:
+        body = gateway.query(CROSS_CITY, ("hz-credit-office", "INCENTIVE_REVIEW"),
+                             u=[huizhou_code_dongguan_penalized(dongguan, population)])
+    (entity,) = body["data"]["entities"]
+    assert all(p["provenance"]["city"] != "东莞" for p in entity["penalties"])
+    refused = {e["extensions"]["source"]: e for e in body["errors"]
+               if e["extensions"]["code"] == "PARTNER_REFUSED"}
+    assert set(refused) == {"sz-gateway", "dg-gateway"}  # neither shares for this purpose
+    assert all(e["path"] == ["entities", 0, "penalties"] and e["extensions"]["partial"]
+               for e in refused.values())
+
+
+def hz_source_text(huizhou_url: str) -> str:
+    return "\n".join([
+        "[sources.hz-gateway]", 'connector = "shenzhen"', f'url = "{huizhou_url}/graphql"',
+        f'token_url = "{huizhou_url}/oauth/token"', 'divisions = ["4413"]',
+        'department = "惠州市公共信用信息管理系统"', 'city = "惠州"',
+        'client_id = "shenzhen-gateway"', f'client_secret = "{SECRET}"', "timeout_seconds = 5",
+    ])
+
+
+def post(url: str, settings: Settings, client_id: str, purpose: str, query: str, **variables):
+    from tests.gateway_fixtures import demo_token
+
+    response = httpx2.post(f"{url}/graphql", timeout=30, json={
+        "query": query, "variables": variables}, headers={
+        "Authorization": f"Bearer {demo_token(settings, client_id)}",
+        "X-Purpose-Of-Use": purpose})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_two_gateways_that_are_each_others_partner_do_not_loop(
+        demo_settings, tmp_path, shenzhen, population):
+    hz_port, sz_port = free_port(), free_port()
+    hz_url, sz_url = f"http://127.0.0.1:{hz_port}", f"http://127.0.0.1:{sz_port}"
+    federated = with_partners(demo_settings, tmp_path, sz_url, "http://127.0.0.1:9")
+    huizhou_settings = dataclasses.replace(federated, sources=tuple(
+        s for s in federated.sources if s.id != "dg-gateway"))
+    sz_dir = tmp_path / "shenzhen-looping"
+    sz_config = create_demo_data(sz_dir, size=60, persons=20, city="shenzhen")
+    looping = sz_dir / "looping.toml"
+    looping.write_text(sz_config.read_text(encoding="utf-8") + "\n" + hz_source_text(hz_url),
+                       encoding="utf-8")
+    shenzhen_settings = load_settings(looping, env={})
+    huizhou_app = Counting(gateway_with_token_endpoint(
+        huizhou_settings, {"shenzhen-gateway": SECRET}))
+    shenzhen_app = Counting(gateway_with_token_endpoint(
+        shenzhen_settings, {PARTNER_CLIENT_ID: SECRET}))
+    firms = [population.showcase["clean"].uscc,
+             build_population(60, 20, city="shenzhen").showcase["clean"].uscc]
+    with LiveServer(huizhou_app, lifespan="on", port=hz_port), \
+            LiveServer(shenzhen_app, lifespan="on", port=sz_port):
+        from_huizhou = post(hz_url, huizhou_settings, "hz-market-app", "LICENSING_REVIEW",
+                            CROSS_CITY, u=firms)
+        assert huizhou_app.graphql_posts == 1  # Shenzhen did not call back
+        assert shenzhen_app.graphql_posts >= 1
+        calls_to_shenzhen = shenzhen_app.graphql_posts
+        from_shenzhen = post(sz_url, shenzhen_settings, PARTNER_CLIENT_ID, "LICENSING_REVIEW",
+                             CROSS_CITY, u=firms)
+        assert shenzhen_app.graphql_posts == calls_to_shenzhen + 1  # Huizhou did not call back
+        assert huizhou_app.graphql_posts >= 2
+    for body in (from_huizhou, from_shenzhen):
+        assert "errors" not in body, body["errors"]
+        registrations = [e["registration"]["provenance"]["city"] for e in body["data"]["entities"]]
+        assert registrations == ["惠州", "深圳"]
+
+
+def test_a_hanging_partner_costs_no_more_than_its_timeout(demo_settings, tmp_path, shenzhen,
+                                                          population):
+    async def hang(request: Request):
+        await asyncio.sleep(30)
+        return JSONResponse({})
+
+    hanging = Starlette(routes=[Route("/{path:path}", hang, methods=["GET", "POST"])])
+    with LiveServer(hanging) as dongguan:
+        settings = with_partners(demo_settings, tmp_path, shenzhen.url, dongguan.url,
+                                 timeout_seconds=0.5)
+        dg = build_population(80, 50, city="dongguan").showcase["clean"].uscc
+        hz = population.showcase["penalty_general_in_window"].uscc
+        with Gateway(settings) as gateway:
+            started = time.perf_counter()
+            body = gateway.query(CROSS_CITY, SUPERVISOR, u=[hz, dg])
+            elapsed = time.perf_counter() - started
+    # The partner timeout plus a small margin (generous: a correctness bound, not a benchmark).
+    assert elapsed < 0.5 + 1.5
+    huizhou, dongguan_firm = body["data"]["entities"]
+    assert huizhou["registration"]["name"] and huizhou["penalties"]
+    assert dongguan_firm["registration"] is None
+    errors = {(tuple(e["path"]), e["extensions"]["code"], e["extensions"]["source"])
+              for e in body["errors"]}
+    assert (("entities", 1, "registration"), "SOURCE_TIMEOUT", "dg-gateway") in errors
+    assert (("entities", 0, "penalties"), "SOURCE_TIMEOUT", "dg-gateway") in errors
+
+
+def test_the_circuit_opens_after_repeated_failures(demo_settings, tmp_path, shenzhen, population):
+    settings = with_partners(demo_settings, tmp_path, shenzhen.url, "http://127.0.0.1:9",
+                             retries=0, breaker_failures=2, breaker_reset_seconds=60)
+    query = "query($u: USCC!) { entity(uscc: $u) { penalties { decisionNumber } } }"
+    hz = population.showcase["penalty_general_in_window"].uscc
+    codes = []
+    with Gateway(settings) as gateway:
+        for _ in range(3):
+            started = time.perf_counter()
+            body = gateway.query(query, SUPERVISOR, u=hz)
+            codes.append([e["extensions"]["code"] for e in body["errors"]
+                          if e["extensions"]["source"] == "dg-gateway"])
+            assert body["data"]["entity"]["penalties"]  # Huizhou's own records still come
+        fast = time.perf_counter() - started
+    assert codes == [["SOURCE_UNAVAILABLE"], ["SOURCE_UNAVAILABLE"], ["CIRCUIT_OPEN"]]
+    assert fast < 1.0
+
+
+def test_a_wrong_answer_is_a_bad_upstream_response(federated, dongguan):
+    dg = dongguan.population.showcase["clean"].uscc
+    dongguan.state.fault = "wrong_shape"
+    try:
+        with Gateway(federated) as gateway:
+            body = gateway.query(CROSS_CITY, SUPERVISOR, u=[dg])
+    finally:
+        dongguan.state.fault = None
+    errors = {(tuple(e["path"]), e["extensions"]["code"]) for e in body["errors"]}
+    assert (("entities", 0, "registration"), "BAD_UPSTREAM_RESPONSE") in errors
+    assert body["data"]["entities"][0]["registration"] is None

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from connectors.sql import SqlConnector
+from gateway.errors import BadSourceData
 from gateway.settings import SourceSettings
 
 
@@ -33,3 +35,14 @@ async def connector_over(
         department="测试部门", city="惠州",
     )
     return connector_class(settings, engine=engine)
+
+
+async def assert_bad_source_data(connector: SqlConnector, load: str, keys: Sequence[Any]) -> None:
+    """``connector.<load>(keys)`` fails with ``BadSourceData`` naming the source;
+    the connector is closed either way."""
+    try:
+        with pytest.raises(BadSourceData) as caught:
+            await getattr(connector, load)(keys)
+    finally:
+        await connector.aclose()
+    assert caught.value.extensions == {"code": "BAD_UPSTREAM_RESPONSE", "source": "test-source"}

@@ -10,9 +10,8 @@ import demo.court
 from connectors.court import CourtConnector, dishonest_debtors, metadata
 from connectors.legacy import to_epoch
 from demo.population import build_population
-from gateway.errors import BadSourceData
 from resolvers.records import PerformanceStatus, SubjectKind
-from tests.connectors.legacy_db import connector_over
+from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio
 
@@ -75,12 +74,7 @@ async def test_unknown_legacy_code_is_bad_source_data(database_url, column, code
     connector = await connector_over(CourtConnector, database_url, metadata, {
         dishonest_debtors: [debtor_row(FIRM, **{column: code})],
     })
-    try:
-        with pytest.raises(BadSourceData) as caught:
-            await connector.load_dishonest_debtors([FIRM])
-    finally:
-        await connector.aclose()
-    assert caught.value.extensions == {"code": "BAD_UPSTREAM_RESPONSE", "source": "test-source"}
+    await assert_bad_source_data(connector, "load_dishonest_debtors", [FIRM])
 
 
 async def test_demo_rows_produce_each_case(tmp_path):

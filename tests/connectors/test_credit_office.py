@@ -23,7 +23,6 @@ from connectors.credit_office import (
 from demo.credit_office import BANKS
 from demo.population import build_population
 from gateway.codes import validate_uscc
-from gateway.errors import BadSourceData
 from resolvers.records import (
     CreditListKind,
     FulfilmentStatus,
@@ -32,7 +31,7 @@ from resolvers.records import (
     RepairStatus,
     Severity,
 )
-from tests.connectors.legacy_db import connector_over
+from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio
 
@@ -272,12 +271,7 @@ async def test_authorization_covers_its_bank_categories_and_days_only(database_u
 ])
 async def test_unknown_legacy_code_is_bad_source_data(database_url, table, row, load):
     connector = await connector_over(CreditOfficeConnector, database_url, metadata, {table: [row]})
-    try:
-        with pytest.raises(BadSourceData) as caught:
-            await getattr(connector, load)([A])
-    finally:
-        await connector.aclose()
-    assert caught.value.extensions == {"code": "BAD_UPSTREAM_RESPONSE", "source": "test-source"}
+    await assert_bad_source_data(connector, load, [A])
 
 
 async def test_demo_rows_produce_each_case(tmp_path):

@@ -11,9 +11,8 @@ import demo.environment
 from connectors.environment import EnvironmentConnector, metadata, penalties, ratings
 from demo.population import build_population
 from gateway.codes import uscc_check_character
-from gateway.errors import BadSourceData
 from resolvers.records import EnvironmentalCreditGrade as Grade
-from tests.connectors.legacy_db import connector_over
+from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio
 
@@ -78,12 +77,7 @@ async def test_unknown_grade_code_is_bad_source_data(database_url):
     connector = await connector_over(EnvironmentConnector, database_url, metadata, {
         ratings: [rating(A, 2025, "6")],
     })
-    try:
-        with pytest.raises(BadSourceData) as caught:
-            await connector.load_environmental_ratings([A])
-    finally:
-        await connector.aclose()
-    assert caught.value.extensions == {"code": "BAD_UPSTREAM_RESPONSE", "source": "test-source"}
+    await assert_bad_source_data(connector, "load_environmental_ratings", [A])
 
 
 async def test_demo_cases_produce_their_records(tmp_path):

@@ -11,8 +11,7 @@ import demo.hrss
 from connectors.hrss import SocialInsuranceConnector, contributions, metadata
 from demo.population import build_population
 from gateway.codes import uscc_check_character
-from gateway.errors import BadSourceData
-from tests.connectors.legacy_db import connector_over
+from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio
 
@@ -57,12 +56,7 @@ async def test_unreadable_month_is_bad_source_data(database_url, jfny):
     connector = await connector_over(SocialInsuranceConnector, database_url, metadata, {
         contributions: [month(A, jfny, 3, 100)],
     })
-    try:
-        with pytest.raises(BadSourceData) as caught:
-            await connector.load_social_insurance([A])
-    finally:
-        await connector.aclose()
-    assert caught.value.extensions == {"code": "BAD_UPSTREAM_RESPONSE", "source": "test-source"}
+    await assert_bad_source_data(connector, "load_social_insurance", [A])
 
 
 async def test_demo_cases_produce_their_records(tmp_path):

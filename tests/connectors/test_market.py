@@ -14,9 +14,8 @@ from connectors.market import (
     registrations,
     serious_violations,
 )
-from gateway.errors import BadSourceData
 from resolvers.records import AbnormalOperationReason, EntityStatus
-from tests.connectors.legacy_db import connector_over
+from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio
 
@@ -121,9 +120,4 @@ async def test_unknown_legacy_code_is_bad_source_data(database_url):
     connector = await connector_over(MarketRegulationConnector, database_url, metadata, {
         registrations: [registration_row(A, djzt="9")],
     })
-    try:
-        with pytest.raises(BadSourceData) as caught:
-            await connector.load_registrations([A])
-    finally:
-        await connector.aclose()
-    assert caught.value.extensions == {"code": "BAD_UPSTREAM_RESPONSE", "source": "test-source"}
+    await assert_bad_source_data(connector, "load_registrations", [A])

@@ -11,9 +11,8 @@ import demo.tax
 from connectors.tax import TaxConnector, arrears, metadata, ratings
 from demo.population import build_population
 from gateway.codes import uscc_check_character
-from gateway.errors import BadSourceData
 from resolvers.records import TaxCreditGrade
-from tests.connectors.legacy_db import connector_over
+from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio
 
@@ -81,12 +80,7 @@ async def test_unknown_grade_or_unreadable_date_is_bad_source_data(database_url,
     connector = await connector_over(TaxConnector, database_url, metadata, {
         ratings: [rating(A, 2025, grade, "91", published)],
     })
-    try:
-        with pytest.raises(BadSourceData) as caught:
-            await connector.load_tax_ratings([A])
-    finally:
-        await connector.aclose()
-    assert caught.value.extensions == {"code": "BAD_UPSTREAM_RESPONSE", "source": "test-source"}
+    await assert_bad_source_data(connector, "load_tax_ratings", [A])
 
 
 async def test_demo_cases_produce_their_records(tmp_path):

@@ -1,0 +1,288 @@
+"""The benchmark suite: ``python -m bench`` (``--quick`` for a smoke run).
+
+Starts the gateway and the hand-written ceiling (``bench/ceiling.py``) as
+uvicorn servers over the same demo databases, drives them with a load
+generator in another process (wrk when installed: ``apt-get install wrk``),
+runs every workload in interleaved rounds and writes a markdown report with
+the machine, versions, date, medians and ceiling ratios to ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import httpx2
+
+from bench.load import run_load
+from bench.workload import CLIENT, MANY, ONE
+from demo.generate import create_demo_data
+from demo.issuer import ensure_signing_key, issue_token
+from demo.population import build_population
+from gateway.app import create_app
+from gateway.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT / ".data"
+RESULTS = ROOT / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``uvicorn --factory`` in a subprocess over ``config``."""
+
+    def __init__(self, factory: str, config: Path, workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "BENCH_CONFIG": str(config)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", str(workers), "--log-level", "warning",
+             "--no-access-log"],
+            env=env, cwd=ROOT.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{factory} did not start: {self.process.stderr.read().decode()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    time.sleep(0.5 if workers > 1 else 0.1)
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{factory} did not start within 60 s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def headers_for(settings: Settings) -> dict[str, str]:
+    key, _ = ensure_signing_key(Path(settings.auth.jwks_file).parent)
+    token = issue_token(key, client_id=CLIENT[0], issuer=settings.auth.issuer,
+                        audience=settings.auth.audience, lifetime_seconds=24 * 3600)
+    return {"Authorization": f"Bearer {token}", "X-Purpose-Of-Use": CLIENT[1]}
+
+
+def warm(url: str, body: str, headers: dict[str, str]) -> None:
+    response = httpx2.post(url, content=body, headers={**headers, "Content-Type": "application/json"},
+                           timeout=60)
+    response.raise_for_status()
+    assert "errors" not in response.json(), response.text[:500]
+
+
+def single_entity(config: Path, usccs: list[str], rounds: int, seconds: float,
+                  workers: list[int], connections: list[int]) -> dict:
+    """Workload 1 (and 5): gateway vs ceiling, interleaved, medians."""
+    settings = load_settings(config, env={})
+    headers = headers_for(settings)
+    gateway_bodies = [json.dumps({"query": ONE, "variables": {"u": u}}) for u in usccs]
+    ceiling_bodies = [json.dumps({"uscc": u}) for u in usccs]
+    results: dict = {}
+    for n in workers:
+        gateway = Server("bench.apps:gateway_app", config, n)
+        ceiling = Server("bench.ceiling:create_ceiling_app", config, n)
+        try:
+            warm(f"{gateway.url}/graphql", gateway_bodies[0], headers)
+            warm(f"{ceiling.url}/entity", ceiling_bodies[0], {})
+            for _ in range(rounds):
+                for c in connections:
+                    for name, url, bodies, hdrs in (
+                        ("gateway", f"{gateway.url}/graphql", gateway_bodies, headers),
+                        ("ceiling", f"{ceiling.url}/entity", ceiling_bodies, {}),
+                    ):
+                        r = run_load(url, bodies, hdrs, c, seconds)
+                        results.setdefault((name, n, c), []).append(r)
+        finally:
+            gateway.stop()
+            ceiling.stop()
+    return results
+
+
+def median_of(runs, attr):
+    return statistics.median(getattr(r, attr) for r in runs)
+
+
+async def in_process(settings: Settings, query: str, variables: dict, times: int) -> tuple[list[float], dict]:
+    """Timings of ``query`` in process, and statements per source of the last run."""
+    from sqlalchemy import event
+
+    app = create_app(settings)
+    headers = headers_for(settings)
+    counts: dict[str, int] = {}
+    timings = []
+    async with app.router.lifespan_context(app):
+        registry = app.routes[0].app.view.registry
+        for source_id, connector in registry.connectors.items():
+            if hasattr(connector, "engine"):
+                event.listen(connector.engine.sync_engine, "before_cursor_execute",
+                             lambda *a, _id=source_id: counts.__setitem__(_id, counts.get(_id, 0) + 1))
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
+                                      base_url="http://gw", timeout=120) as client:
+            for i in range(times + 1):
+                counts.clear()
+                started = time.perf_counter()
+                response = await client.post("/graphql", headers=headers,
+                                             json={"query": query, "variables": variables})
+                elapsed = (time.perf_counter() - started) * 1000
+                assert response.status_code == 200 and "errors" not in response.json()
+                if i:
+                    timings.append(elapsed)
+    return timings, dict(counts)
+
+
+def many_entities(config: Path, usccs: list[str], rounds: int) -> dict:
+    """Workload 2: 500 and 1,000 entities in one request."""
+    settings = load_settings(config, env={})
+    rows = {}
+    for n in (500, 1000):
+        variables = {"u": usccs[:n]}
+        timings, counts = asyncio.run(in_process(settings, MANY, variables, rounds))
+        tracemalloc.start()
+        asyncio.run(in_process(settings, MANY, variables, 1))
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        rows[n] = (statistics.median(timings), peak / 2**20, counts)
+    return rows
+
+
+def fan_out(config: Path, uscc: str, rounds: int, delay_ms: float = 20.0) -> tuple[float, float]:
+    """Workload 3: every source delayed by ``delay_ms``: time above one delay."""
+    settings = load_settings(config, env={})
+    delayed = dataclasses.replace(settings, sources=tuple(
+        dataclasses.replace(s, simulated_latency_ms=delay_ms) for s in settings.sources))
+    timings, _ = asyncio.run(in_process(delayed, ONE, {"u": uscc}, max(10, rounds * 10)))
+    plain, _ = asyncio.run(in_process(settings, ONE, {"u": uscc}, max(10, rounds * 10)))
+    return statistics.median(timings) - delay_ms, statistics.median(plain)
+
+
+def versions() -> str:
+    names = ["strawberry-graphql", "graphql-core", "starlette", "uvicorn", "sqlalchemy",
+             "aiosqlite", "orjson", "httpx2"]
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the gateway's benchmark suite")
+    parser.add_argument("--quick", action="store_true", help="tiny inputs: a smoke run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per load run")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args(argv)
+    quick = args.quick
+    rounds, seconds = (1, 1.0) if quick else (args.rounds, args.seconds)
+    small_size = 1100 if quick else 2000
+    started = time.perf_counter()
+
+    small = create_demo_data(DATA / f"size-{small_size}", size=small_size)
+    usccs = [e.uscc for e in build_population(small_size, 500).enterprises]
+    lines = [f"# Benchmarks, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+             + (" (quick smoke run: tiny inputs, numbers not meaningful)" if quick else ""), ""]
+    lines.append(f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+                 f"{platform.system()} {platform.release()}; Python {platform.python_version()}; "
+                 f"{versions()}. Load: {'wrk' if shutil.which('wrk') else 'python closed loop'} "
+                 f"in its own process; {rounds} interleaved rounds of {seconds:g} s, medians.")
+    lines.append("")
+
+    workers = [1] if quick else [1, 2]
+    one = single_entity(small, usccs[:200], rounds, seconds, workers, [1, 32])
+    lines += ["## 1. One entity's full record (14 fields from six sources)", "",
+              "| workers | concurrency | gateway req/s | ceiling req/s | ratio | gateway p50 / p99 (ms) | ceiling p50 / p99 (ms) |",
+              "|---|---|---|---|---|---|---|"]
+    for n in workers:
+        for c in (1, 32):
+            g, k = one[("gateway", n, c)], one[("ceiling", n, c)]
+            ratio = median_of(g, "rps") / median_of(k, "rps")
+            lines.append(f"| {n} | {c} | {median_of(g, 'rps'):.0f} | {median_of(k, 'rps'):.0f} "
+                         f"| {ratio:.0%} | {median_of(g, 'p50_ms'):.1f} / {median_of(g, 'p99_ms'):.1f} "
+                         f"| {median_of(k, 'p50_ms'):.1f} / {median_of(k, 'p99_ms'):.1f} |")
+    lines.append("")
+
+    many = many_entities(small, usccs, rounds)
+    lines += ["## 2. Many entities in one request", "",
+              "| entities | latency (ms) | peak Python memory (MiB) | statements per source |",
+              "|---|---|---|---|"]
+    for n, (latency, peak, counts) in many.items():
+        per = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        lines.append(f"| {n} | {latency:.0f} | {peak:.1f} | {per} |")
+    lines.append("")
+
+    above, plain = fan_out(small, usccs[0], rounds)
+    lines += ["## 3. Fan-out: every source delayed by 20 ms", "",
+              f"Median request time above the 20 ms delay: **{above:.1f} ms** "
+              f"(the same request without delay: {plain:.1f} ms).", ""]
+
+    from bench.audit_cost import run as audit_run
+    audit = {}
+    for _ in range(rounds):
+        for on in (False, True):
+            audit.setdefault(on, []).append(asyncio.run(audit_run(
+                load_settings(small, env={}), on, usccs[:100 if quick else 300], 32))[1])
+    off, on = statistics.median(audit[False]), statistics.median(audit[True])
+    lines += ["## 4. Policy and audit", "",
+              f"In process, concurrency 32: audit off {off:.0f} req/s, on {on:.0f} req/s: the "
+              f"audit write costs {(1 - on / off):.1%} of throughput. The policy cannot be "
+              "switched off (default-deny): its cost is inside workload 1's ratio to the ceiling.", ""]
+
+    lines += ["## 5. Data-set size", ""]
+    if quick:
+        lines += ["Skipped in the quick run.", ""]
+    else:
+        large = create_demo_data(DATA / "size-100000", size=100_000)
+        large_usccs = [e.uscc for e in build_population(100_000, 500).enterprises][:200]
+        big = single_entity(large, large_usccs, rounds, seconds, [1], [1])
+        small_p50 = median_of(one[("gateway", 1, 1)], "p50_ms")
+        large_p50 = median_of(big[("gateway", 1, 1)], "p50_ms")
+        lines += ["| enterprises | gateway p50 (ms), concurrency 1 |", "|---|---|",
+                  f"| {small_size:,} | {small_p50:.1f} |", f"| 100,000 | {large_p50:.1f} |",
+                  "", f"Change: {(large_p50 / small_p50 - 1):+.0%}.", ""]
+
+    lines += ["## 6. Cross-city", ""]
+    if quick:
+        lines += ["Skipped in the quick run.", ""]
+    else:
+        out = subprocess.run([sys.executable, "-m", "bench.cross_city", "--requests", "50"],
+                             capture_output=True, text=True, cwd=ROOT.parent, check=True).stdout
+        lines += [line for line in out.splitlines() if line.startswith("|")] + [""]
+
+    lines.append(f"Suite time: {time.perf_counter() - started:.0f} s.")
+    report = "\n".join(lines) + "\n"
+    output = args.output or RESULTS / (
+        f"bench-{datetime.now(timezone.utc):%Y-%m-%d-%H%M}{'-quick' if quick else ''}.md")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(report, encoding="utf-8")
+    print(report)
+    print(f"written to {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The ceiling: the same statements and the same JSON, written by hand.
+
+A plain starlette handler, no GraphQL, no token, no policy, no audit: for
+``POST /entity {"uscc": ...}`` it calls the same connectors' batch methods
+(the same SQL against the same databases) for every record type the
+benchmark query selects, concurrently, and returns the JSON the gateway
+would return. ``BENCH_CONFIG`` names the gateway configuration to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bench.workload import FIELDS, PROVENANCE, camel
+from connectors import record_types as rt
+from connectors.base import SourceCall
+from gateway.settings import load_settings
+from gateway.sources import SourceRegistry
+
+CALL = SourceCall("ceiling", "ceiling", "ceiling", "SUPERVISION")
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _record(record: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    out = {camel(n): _value(getattr(record, n)) for n in names}
+    out["provenance"] = {p: getattr(record.provenance, p) for p in PROVENANCE}
+    return out
+
+
+def create_ceiling_app() -> Starlette:
+    registry = SourceRegistry.from_settings(load_settings(os.environ["BENCH_CONFIG"]))
+
+    async def entity(request: Request) -> Response:
+        uscc = (await request.json())["uscc"]
+        loads = []
+        for _, (record_type, _) in FIELDS.items():
+            if record_type in rt.SINGLE:
+                source = registry.home(record_type, uscc)
+            else:
+                (source,) = registry.serving(record_type)
+            loads.append(source.batch_function(record_type, CALL)([uscc]))
+        results = await asyncio.gather(*loads)
+        body: dict[str, Any] = {"uscc": uscc}
+        for (field, (_, names)), (value,) in zip(FIELDS.items(), results):
+            if isinstance(value, list):
+                body[field] = [_record(r, names) for r in value]
+            else:
+                body[field] = None if value is None else _record(value, names)
+        return Response(orjson.dumps({"data": {"entity": body}}), media_type="application/json")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        await registry.aclose()
+
+    return Starlette(routes=[Route("/entity", entity, methods=["POST"])], lifespan=lifespan)

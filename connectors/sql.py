@@ -27,7 +27,13 @@ class SqlConnector(Connector):
 
     def __init__(self, settings: SourceSettings, engine: AsyncEngine | None = None) -> None:
         super().__init__(settings)
-        self.engine = engine or create_async_engine(settings.url, pool_pre_ping=False)
+        # A fixed pool: overflow connections would be opened and discarded per
+        # burst (for aiosqlite, a new thread each); waiting for one is bounded
+        # by the source's timeout.
+        self.engine = engine or create_async_engine(
+            settings.url, pool_size=settings.pool_size, max_overflow=0,
+            pool_timeout=settings.timeout_seconds,
+        )
         self._latency = settings.simulated_latency_ms / 1000
 
     async def fetch(self, statement: sa.Executable) -> Sequence[sa.Row[Any]]:
@@ -39,7 +45,7 @@ class SqlConnector(Connector):
                 async with self.engine.connect() as conn:
                     result = await conn.execute(statement)
                     return result.all()
-        except TimeoutError:
+        except (TimeoutError, sa_exc.TimeoutError):  # the query's or the pool's
             raise SourceTimeout(
                 self.id,
                 f"source {self.id} ({self.settings.department}) did not answer "

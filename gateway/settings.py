@@ -30,6 +30,7 @@ File format::
     city = "惠州"
     timeout_seconds = 5.0             # optional
     simulated_latency_ms = 0          # optional; demos and benchmarks only
+    pool_size = 16                    # optional; connections kept open to this database
 
     [sources.sz-gateway]              # a partner city's endpoint (HTTP connectors)
     connector = "shenzhen"
@@ -86,6 +87,7 @@ class SourceSettings:
     city: str
     timeout_seconds: float = 5.0
     simulated_latency_ms: float = 0.0
+    pool_size: int = 16  # SQL sources: connections kept open (no throwaway overflow connections)
     # Partner endpoints (HTTP connectors) only:
     divisions: tuple[str, ...] = ()  # division-code prefixes whose registrations this source holds
     token_url: str = ""  # OAuth 2.0 client-credentials token endpoint

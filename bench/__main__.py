@@ -136,8 +136,8 @@ async def in_process(settings: Settings, query: str, variables: dict, times: int
     async with app.router.lifespan_context(app):
         registry = app.routes[0].app.view.registry
         for source_id, connector in registry.connectors.items():
-            if hasattr(connector, "engine"):
-                event.listen(connector.engine.sync_engine, "before_cursor_execute",
+            if hasattr(connector, "statement_engine"):
+                event.listen(connector.statement_engine, "before_cursor_execute",
                              lambda *a, _id=source_id: counts.__setitem__(_id, counts.get(_id, 0) + 1))
         async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
                                       base_url="http://gw", timeout=120) as client:

@@ -1,9 +1,10 @@
-"""Base for connectors over a departmental SQL database (SQLAlchemy Core, async)."""
+"""Base for connectors over a departmental SQL database (SQLAlchemy Core)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,26 +16,46 @@ from gateway.errors import SourceTimeout, SourceUnavailable
 from gateway.settings import SourceSettings
 
 
-
 class SqlConnector(Connector):
-    """A connector reading one database through an async SQLAlchemy engine.
+    """A connector reading one database through SQLAlchemy.
 
     Subclasses build portable Core statements (no dialect-specific SQL: the
     same code runs on SQLite, PostgreSQL and MariaDB) and run them with
     ``fetch``, which applies the source's timeout and converts every driver
     failure into a ``SourceError``; ``grouped`` and ``single`` map the rows.
+
+    Server databases are read through an async engine (asyncpg, aiomysql).
+    A SQLite file is read through a sync engine on the connector's own
+    threads, one hand-off per statement (aiosqlite costs several: measured
+    290 µs against 600 µs per statement); the event loop never blocks.
+    ``statement_engine`` is the sync engine that executes, for event hooks.
     """
 
     def __init__(self, settings: SourceSettings, engine: AsyncEngine | None = None) -> None:
         super().__init__(settings)
         # A fixed pool: overflow connections would be opened and discarded per
-        # burst (for aiosqlite, a new thread each); waiting for one is bounded
-        # by the source's timeout.
-        self.engine = engine or create_async_engine(
-            settings.url, pool_size=settings.pool_size, max_overflow=0,
-            pool_timeout=settings.timeout_seconds,
-        )
+        # burst; waiting for one is bounded by the source's timeout.
+        pool = {"pool_size": settings.pool_size, "max_overflow": 0,
+                "pool_timeout": settings.timeout_seconds}
+        url = sa.engine.make_url(settings.url)
+        self.engine: AsyncEngine | None = engine
+        self._sync_engine: sa.Engine | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        if engine is None and url.get_backend_name() == "sqlite":
+            self._sync_engine = sa.create_engine(
+                url.set(drivername="sqlite"), connect_args={"check_same_thread": False}, **pool)
+            self._threads = ThreadPoolExecutor(settings.pool_size, f"source-{settings.id}")
+        elif engine is None:
+            self.engine = create_async_engine(url, **pool)
         self._latency = settings.simulated_latency_ms / 1000
+
+    @property
+    def statement_engine(self) -> sa.Engine:
+        return self._sync_engine or self.engine.sync_engine
+
+    def _run(self, statement: sa.Executable) -> Sequence[sa.Row[Any]]:
+        with self._sync_engine.connect() as conn:
+            return conn.execute(statement).all()
 
     async def fetch(self, statement: sa.Executable) -> Sequence[sa.Row[Any]]:
         """Run one statement and return all its rows."""
@@ -42,6 +63,9 @@ class SqlConnector(Connector):
             async with asyncio.timeout(self.settings.timeout_seconds):
                 if self._latency:
                     await asyncio.sleep(self._latency)
+                if self._threads is not None:
+                    return await asyncio.get_running_loop().run_in_executor(
+                        self._threads, self._run, statement)
                 async with self.engine.connect() as conn:
                     result = await conn.execute(statement)
                     return result.all()
@@ -62,4 +86,8 @@ class SqlConnector(Connector):
         await self.fetch(sa.select(sa.literal(1)))
 
     async def aclose(self) -> None:
-        await self.engine.dispose()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._sync_engine.dispose()
+        else:
+            await self.engine.dispose()

@@ -81,7 +81,7 @@ class StatementCounter:
         self.counts: Counter[str] = Counter()
         for source_id, connector in registry.connectors.items():
             event.listen(
-                connector.engine.sync_engine, "before_cursor_execute",
+                connector.statement_engine, "before_cursor_execute",
                 self._counter(source_id),
             )
 

@@ -22,7 +22,7 @@ def test_the_suite_runs_on_tiny_inputs(tmp_path):
                    cwd=ROOT, check=True, capture_output=True, timeout=600)
     text = report.read_text(encoding="utf-8")
     for heading in ("## 1. One entity's full record", "## 2. Many entities in one request",
-                    "## 3. Fan-out", "## 4. Policy and audit", "## 5. Data-set size",
+                    "## 3. Fan-out", "## 4. Policy and audit on versus off", "## 5. Data-set size",
                     "## 6. Cross-city"):
         assert heading in text
     rows = dict(re.findall(r"^\| (500|1000) \| [\d.]+ \| [\d.]+ \| (.+) \|$", text, re.M))

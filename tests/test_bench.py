@@ -25,7 +25,7 @@ def test_the_suite_runs_on_tiny_inputs(tmp_path):
                     "## 3. Fan-out", "## 4. Policy and audit on versus off", "## 5. Data-set size",
                     "## 6. Cross-city"):
         assert heading in text
-    rows = dict(re.findall(r"^\| (500|1000) \| [\d.]+ \| [\d.]+ \| (.+) \|$", text, re.M))
+    rows = dict(re.findall(r"^\| (500|1000) \| [\d.]+ \| [\d.]+ \| (hz-.+) \|$", text, re.M))
     assert rows["500"] == ("hz-court 1, hz-credit 5, hz-environment 2, hz-hrss 1, "
                            "hz-market 3, hz-tax 2")
     assert rows["1000"] == ("hz-court 2, hz-credit 10, hz-environment 4, hz-hrss 2, "

@@ -24,7 +24,7 @@ from demo.issuer import DEMO_AUDIENCE, DEMO_ISSUER, ensure_signing_key
 from demo.population import CITIES, Population, build_population
 
 INSERT_CHUNK = 5000
-DEMO_FORMAT = 3  # bump when the demo's tables or configuration change
+DEMO_FORMAT = 4  # bump when the demo's tables or configuration change
 
 
 @dataclass(frozen=True)
@@ -142,9 +142,14 @@ def partner_clients_text(city: str) -> str:
 
 def clients_text(population: Population, city: str = "huizhou") -> str:
     """The demo's client registry: the static clients (a partner city: the
-    Huizhou gateway) and the enterprise clients."""
+    Huizhou gateway), the banks and the enterprise clients."""
     static = CLIENTS_FILE.read_text(encoding="utf-8") if city == "huizhou" else partner_clients_text(city)
     lines = [static]
+    if city == "huizhou":  # the banks the demo authorizations name
+        for client_id, (code, name) in credit_office.BANKS.items():
+            lines += [f"[clients.{client_id}]", f'organization = "{name}"',
+                      f'organization_code = "{code}"', 'city = "惠州"', 'kind = "bank"',
+                      'purposes = ["FINANCING"]', ""]
     for client_id, case in ENTERPRISE_CLIENTS.items():
         enterprise = population.showcase[case]
         lines += [

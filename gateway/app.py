@@ -7,6 +7,7 @@ import contextlib
 import re
 import time
 import uuid
+from urllib.parse import unquote
 from collections.abc import AsyncIterator
 from datetime import date
 
@@ -19,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from gateway.auth import TokenVerifier
-from connectors.base import HOP_HEADER, SourceCall
+from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, SourceCall
 from gateway.audit import AuditStore
 from gateway.caller import PURPOSE_HEADER, Caller, CallerIdentifier, RequestRejected
 from gateway.catalog import load_catalog
@@ -84,6 +85,7 @@ class GatewayGraphQL(GraphQL):
             response=response,
             recorder=self.recorder,
             started=request.state.started,
+            on_behalf_of=unquote(request.headers.get(ON_BEHALF_OF_HEADER, ""))[:200] or None,
         )
 
     def encode_json(self, data: object) -> bytes:

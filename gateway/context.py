@@ -43,6 +43,7 @@ class RequestContext:
     response: Any
     recorder: AuditRecorder
     started: float  # time.perf_counter() when the request arrived
+    on_behalf_of: str | None = None  # the organization a partner city asks for
     plan: Plan | None = None
     rejected: bool = False
     subjects: set[str] = field(default_factory=set)

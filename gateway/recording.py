@@ -81,6 +81,7 @@ class AuditRecorder:
             sources=tuple(sorted(context.loaders.sources_called)),
             outcome=outcome,
             latency_ms=round((time.perf_counter() - context.started) * 1000, 3),
+            detail=f"on behalf of {context.on_behalf_of}" if context.on_behalf_of else None,
         )
 
     async def record_refusal(self, request_id: str, started: float, client_id: str | None,

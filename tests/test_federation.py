@@ -189,10 +189,23 @@ def test_two_gateways_that_are_each_others_partner_do_not_loop(
                              CROSS_CITY, u=firms)
         assert shenzhen_app.graphql_posts == calls_to_shenzhen + 1  # Huizhou did not call back
         assert huizhou_app.graphql_posts >= 2
+    # Each side's audit trail names the organization the partner asked for.
+    asked_for = asyncio.run(_details(shenzhen_settings))
+    assert "on behalf of 惠州市市场监督管理局" in asked_for
     for body in (from_huizhou, from_shenzhen):
         assert "errors" not in body, body["errors"]
         registrations = [e["registration"]["provenance"]["city"] for e in body["data"]["entities"]]
         assert registrations == ["惠州", "深圳"]
+
+
+async def _details(settings: Settings) -> list[str]:
+    from gateway.audit import AuditStore
+
+    store = AuditStore(settings.audit.url)
+    try:
+        return [r.entry.detail for r in await store.query(limit=100) if r.entry.detail]
+    finally:
+        await store.aclose()
 
 
 def test_a_hanging_partner_costs_no_more_than_its_timeout(demo_settings, tmp_path, shenzhen,

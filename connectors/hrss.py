@@ -12,7 +12,6 @@ amounts as integer fen):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -37,7 +36,9 @@ contributions = sa.Table(
 
 def period(jfny: str) -> str:
     """``'202503'`` -> ``'2025-03'``; ``ValueError`` for anything else."""
-    return datetime.strptime(jfny, "%Y%m").strftime("%Y-%m")
+    if len(jfny) != 6 or not jfny.isdigit() or not 1 <= int(jfny[4:]) <= 12:
+        raise ValueError(f"not a YYYYMM month: {jfny!r}")
+    return f"{jfny[:4]}-{jfny[4:]}"
 
 
 def yuan(fen: int) -> Decimal:

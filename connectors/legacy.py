@@ -1,7 +1,8 @@
 """Parsers for the date formats found in the departments' legacy columns.
 
 Each returns ``None`` for an empty value and raises ``ValueError`` for one it
-cannot read; connectors turn that into ``BadSourceData``.
+cannot read; connectors turn that into ``BadSourceData``. They slice rather
+than call ``strptime`` (several times slower, and run for every row).
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ def compact_date(value: str | None) -> date | None:
     """``'20240315'`` (YYYYMMDD, as stored by market regulation and the credit office)."""
     if value is None or value == "":
         return None
-    return datetime.strptime(value, "%Y%m%d").date()
+    if len(value) != 8 or not value.isdigit():
+        raise ValueError(f"not a YYYYMMDD date: {value!r}")
+    return date(int(value[:4]), int(value[4:6]), int(value[6:]))
 
 
 def iso_date(value: str | None) -> date | None:
     """``'2024-03-15'`` (tax bureau text columns)."""
     if value is None or value == "":
         return None
-    return datetime.strptime(value, "%Y-%m-%d").date()
+    if len(value) != 10 or value[4] != "-" or value[7] != "-":
+        raise ValueError(f"not a YYYY-MM-DD date: {value!r}")
+    return date.fromisoformat(value)
 
 
 def epoch_date(value: int | None) -> date | None:

@@ -37,15 +37,11 @@ from connectors.credit_office import (
     repairs,
 )
 from demo.population import Enterprise, Population
-from gateway.codes import uscc_check_character
+from gateway.codes import complete_uscc
 
 __all__ = ["BANKS", "metadata", "rows"]
 
 CREDIT_OFFICE = "惠州市发展和改革局"
-
-
-def _uscc(first17: str) -> str:
-    return first17 + uscc_check_character(first17)
 
 
 # Client id in the demo client registry -> (USCC, name) of the two demo banks
@@ -53,8 +49,8 @@ def _uscc(first17: str) -> str:
 # positions 9-17 also pass the GB 11714 check): 91441300MA4URFQ13W and
 # 91441300MA4W7K2H84.
 BANKS = {
-    "bank-icbc-huizhou": (_uscc("91441300MA4URFQ13"), "中国工商银行股份有限公司惠州分行"),
-    "bank-hzrcb": (_uscc("91441300MA4W7K2H8"), "惠州农村商业银行股份有限公司"),
+    "bank-icbc-huizhou": (complete_uscc("91441300MA4URFQ13"), "中国工商银行股份有限公司惠州分行"),
+    "bank-hzrcb": (complete_uscc("91441300MA4W7K2H8"), "惠州农村商业银行股份有限公司"),
 }
 
 # Organ -> (its USCC, abbreviation used in document numbers).

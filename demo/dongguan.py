@@ -60,7 +60,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from demo.population import Enterprise, Population, build_population
-from gateway.codes import InvalidCode, uscc_check_character, validate_uscc
+from gateway.codes import InvalidCode, complete_uscc, validate_uscc
 
 __all__ = ["SHARED_PURPOSES", "MAX_CODES", "TOKEN_LIFETIME", "create_dongguan_app"]
 
@@ -86,7 +86,7 @@ _REGISTRAR = "东莞市市场监督管理局"
 
 def _organ_code(seed: str) -> str:
     first17 = "11441900" + "".join(random.Random(seed).choice("0123456789") for _ in range(9))
-    return first17 + uscc_check_character(first17)
+    return complete_uscc(first17)
 
 
 # Organ -> (its USCC, abbreviation used in decision numbers).

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from gateway.codes import USCC_ALPHABET, resident_id_check_digit, uscc_check_character
+from gateway.codes import USCC_ALPHABET, complete_uscc, resident_id_check_digit
 
 HUIZHOU_DIVISIONS = ("441300", "441302", "441303", "441322", "441323", "441324")
 DIVISION_NAMES = {
@@ -160,8 +160,7 @@ def make_uscc(rng: random.Random, division: str, entity_type: str) -> str:
     """A valid USCC registered by market regulation (authority 9) in ``division``."""
     category = {"9100": "2", "9500": "3"}.get(entity_type, "1")
     body = "".join(rng.choice(USCC_ALPHABET) for _ in range(9))
-    first17 = "9" + category + division + body
-    return first17 + uscc_check_character(first17)
+    return complete_uscc("9" + category + division + body)
 
 
 def make_resident_id(rng: random.Random, birth: date, male: bool,

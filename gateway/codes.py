@@ -31,6 +31,11 @@ def uscc_check_character(first17: str) -> str:
     return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
+def complete_uscc(first17: str) -> str:
+    """The USCC whose first 17 characters are ``first17`` (its check character added)."""
+    return first17 + uscc_check_character(first17)
+
+
 def validate_uscc(value: str) -> str:
     """Return ``value`` (upper-cased, stripped) if it is a valid USCC."""
     if not isinstance(value, str):

@@ -10,19 +10,15 @@ import pytest
 import demo.hrss
 from connectors.hrss import SocialInsuranceConnector, contributions, metadata
 from demo.population import build_population
-from gateway.codes import uscc_check_character
+from gateway.codes import complete_uscc
 from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio
 
 
-def uscc(body: str) -> str:
-    return body + uscc_check_character(body)
-
-
-A = uscc("91441302MA4W0K3X1")
+A = complete_uscc("91441302MA4W0K3X1")
 B = "91441300195971850Y"
-MISSING = uscc("91441303MA4W0K3X2")
+MISSING = complete_uscc("91441303MA4W0K3X2")
 
 
 def month(code: str, jfny: str, headcount: int, paid: int, owed: int = 0):

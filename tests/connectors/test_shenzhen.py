@@ -40,6 +40,7 @@ from demo.token_endpoint import token_route
 from gateway.app import create_app
 from gateway.audit import AuditStore
 from gateway.catalog import DEFAULT_CATALOG, load_catalog
+from gateway.codes import complete_uscc
 from gateway.errors import BadSourceData, PartnerRefused, SourceUnavailable
 from gateway.policy import decide
 from gateway.settings import Settings, SourceSettings, load_settings
@@ -205,9 +206,7 @@ def sub_selection(request: dict[str, Any]) -> tuple[str, set[str]]:
 
 
 def missing_shenzhen_code() -> str:
-    from gateway.codes import uscc_check_character
-    first17 = "9144030000000000A"
-    return first17 + uscc_check_character(first17)
+    return complete_uscc("9144030000000000A")
 
 
 async def test_registrations_of_shenzhen_codes_come_in_one_request(shenzhen):

@@ -10,20 +10,16 @@ import pytest
 import demo.tax
 from connectors.tax import TaxConnector, arrears, metadata, ratings
 from demo.population import build_population
-from gateway.codes import uscc_check_character
+from gateway.codes import complete_uscc
 from resolvers.records import TaxCreditGrade
 from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio
 
 
-def uscc(body: str) -> str:
-    return body + uscc_check_character(body)
-
-
-A = uscc("91441302MA4W0K3X1")
+A = complete_uscc("91441302MA4W0K3X1")
 B = "91441300195971850Y"
-MISSING = uscc("91441303MA4W0K3X2")
+MISSING = complete_uscc("91441303MA4W0K3X2")
 
 
 def rating(code: str, year: int, grade: str, score: str | None, published: str):

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit import schema
 from gateway.audit.chain import record_hash
@@ -22,9 +21,10 @@ from gateway.audit.errors import AuditUnavailable
 from gateway.audit.rows import entry_row
 
 
-async def extend_chain(conn: AsyncConnection, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
-    """Append ``entries`` in order; ``conn`` must be in a (write) transaction."""
-    head = (await conn.execute(
+def extend_chain(conn: sa.Connection, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+    """Append ``entries`` in order; ``conn`` must be in a (write) transaction.
+    Synchronous: an async connection runs it with ``run_sync``."""
+    head = (conn.execute(
         sa.select(schema.head.c.seq, schema.head.c.hash)
         .where(schema.head.c.id == schema.HEAD_ID)
         .with_for_update()
@@ -42,10 +42,10 @@ async def extend_chain(conn: AsyncConnection, entries: Sequence[AuditEntry]) -> 
         record_rows.append({**entry_row(entry), "seq": seq, "prev_hash": prev_hash, "hash": digest})
         subject_rows.extend({"subject": s, "seq": seq} for s in dict.fromkeys(entry.subjects))
         prev_hash = digest
-    await conn.execute(sa.insert(schema.records), record_rows)
+    conn.execute(sa.insert(schema.records), record_rows)
     if subject_rows:
-        await conn.execute(sa.insert(schema.subjects), subject_rows)
-    moved = await conn.execute(
+        conn.execute(sa.insert(schema.subjects), subject_rows)
+    moved = conn.execute(
         sa.update(schema.head)
         .where(schema.head.c.id == schema.HEAD_ID, schema.head.c.seq == head.seq)
         .values(seq=seq, hash=prev_hash)

@@ -29,8 +29,27 @@ def audit_engine(url: str, *, timeout_seconds: float) -> AsyncEngine:
         connect_args = {"timeout": timeout_seconds} if parsed.get_driver_name() == "asyncpg" else {}
         return create_async_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     engine = create_async_engine(parsed, connect_args={"timeout": timeout_seconds})
+    _lock_before_reading(engine.sync_engine)
+    return engine
 
-    @sa.event.listens_for(engine.sync_engine, "connect")
+
+def sqlite_writer_engine(url: str, *, timeout_seconds: float) -> sa.Engine | None:
+    """For a SQLite trail, a synchronous engine of one connection for the
+    appends, run on one thread of their own: a batch's transaction is then one
+    hand-off from the event loop, not one per statement (aiosqlite's), which
+    took an append from about 2 ms to a few hundred µs. ``None`` for servers."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    engine = sa.create_engine(
+        parsed.set(drivername="sqlite"), pool_size=1, max_overflow=0,
+        connect_args={"timeout": timeout_seconds, "check_same_thread": False})
+    _lock_before_reading(engine)
+    return engine
+
+
+def _lock_before_reading(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN, below
         cursor = dbapi_connection.cursor()
@@ -48,14 +67,12 @@ def audit_engine(url: str, *, timeout_seconds: float) -> AsyncEngine:
         finally:
             cursor.close()
 
-    @sa.event.listens_for(engine.sync_engine, "begin")
+    @sa.event.listens_for(engine, "begin")
     def on_begin(conn: sa.Connection) -> None:
         if conn.get_execution_options().get(WRITE_OPTION):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
-
-    return engine
 
 
 async def write_connection(conn: AsyncConnection) -> AsyncConnection:

@@ -87,7 +87,7 @@ async def prune_chain(conn: AsyncConnection, before: datetime, *, dry_run: bool)
         sa.update(schema.anchor).where(schema.anchor.c.id == schema.ANCHOR_ID)
         .values(seq=last, hash=last_hash, pruned_at=now)
     )
-    await extend_chain(conn, [AuditEntry(
+    await conn.run_sync(extend_chain, [AuditEntry(
         kind="maintenance", request_id=f"prune-{anchor.seq + 1}-{last}", recorded_at=now,
         client_id=None, organization=None, purpose=None, legal_basis=(), subjects=(),
         released=(), masked=(), denied=(), withheld=0, sources=(), outcome=PRUNED,

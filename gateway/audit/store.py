@@ -9,7 +9,8 @@ prefix of the chain recorded in the chain itself (``prune.py``).
 
 Appends of one process go through one group-commit writer (``writer.py``);
 each batch is one transaction that locks the chain head (``append.py``), so
-several processes sharing the database keep one chain. ``verify`` walks the
+several processes sharing the database keep one chain (a SQLite trail's
+batches run on a thread of their own: ``engine.sqlite_writer_engine``). ``verify`` walks the
 chain (``verify.py``); ``query`` reads it with filters (``query.py``).
 """
 
@@ -17,13 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
 
 from gateway.audit.append import extend_chain
-from gateway.audit.engine import audit_engine, write_connection
+from gateway.audit.engine import (
+    WRITE_OPTION,
+    audit_engine,
+    sqlite_writer_engine,
+    write_connection,
+)
 from gateway.audit.entry import AuditEntry, AuditRecord
 from gateway.audit.errors import AuditUnavailable
 from gateway.audit.migrate import upgrade_to_head
@@ -58,6 +66,9 @@ class AuditStore:
 
     def __init__(self, url: str, *, max_batch: int = 256, timeout_seconds: float = 10.0) -> None:
         self._engine = audit_engine(url, timeout_seconds=timeout_seconds)
+        self._sqlite_writer = sqlite_writer_engine(url, timeout_seconds=timeout_seconds)
+        self._writer_thread = (ThreadPoolExecutor(1, "audit-writer")
+                               if self._sqlite_writer is not None else None)
         self._timeout = timeout_seconds
         self._writer = GroupCommitWriter(self._commit, max_batch=max_batch)
 
@@ -151,6 +162,11 @@ class AuditStore:
         try:
             await self._writer.aclose()
         finally:
+            if self._writer_thread is not None:
+                # Behind any append still on the thread (bounded by the busy timeout).
+                await asyncio.get_running_loop().run_in_executor(
+                    self._writer_thread, self._sqlite_writer.dispose)
+                self._writer_thread.shutdown(wait=False)
             await self._engine.dispose()
 
     async def __aenter__(self) -> AuditStore:
@@ -161,10 +177,26 @@ class AuditStore:
         await self.aclose()
 
     async def _commit(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
-        async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
-            await write_connection(conn)
-            async with conn.begin():
-                return await extend_chain(conn, entries)
+        deadline = time.monotonic() + self._timeout
+        async with asyncio.timeout(self._timeout):
+            if self._writer_thread is not None:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._writer_thread, self._commit_sqlite, entries, deadline)
+            async with self._engine.connect() as conn:
+                await write_connection(conn)
+                async with conn.begin():
+                    return await conn.run_sync(extend_chain, entries)
+
+    def _commit_sqlite(self, entries: Sequence[AuditEntry], deadline: float) -> list[AuditRecord]:
+        """On the writer thread; a batch its callers stopped waiting for (the
+        deadline passed while the thread waited for the lock) rolls back."""
+        with self._sqlite_writer.connect() as conn:
+            conn.execution_options(**{WRITE_OPTION: True})
+            with conn.begin():
+                records = extend_chain(conn, entries)
+                if time.monotonic() >= deadline:
+                    raise AuditUnavailable("the audit batch passed its deadline")
+                return records
 
 
 def _unavailable(action: str, exc: Exception) -> AuditUnavailable:

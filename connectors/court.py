@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from connectors import record_types as rt
 from connectors.legacy import epoch_date
-from connectors.sql import SqlConnector
+from connectors.sql import KEYS, SqlConnector
 from resolvers.records import (
     DishonestDebtorRecord,
     PerformanceStatus,
@@ -63,6 +63,13 @@ PERFORMANCE = {
 }
 
 
+# Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
+_DISHONEST_DEBTORS = (
+    sa.select(dishonest_debtors).where(dishonest_debtors.c.zjhm.in_(KEYS))
+    .order_by(dishonest_debtors.c.fbsj.desc(), dishonest_debtors.c.id.desc())
+)
+
+
 class CourtConnector(SqlConnector):
     """Dishonest judgment debtors, keyed by USCC or resident ID, newest published first."""
 
@@ -96,10 +103,7 @@ class CourtConnector(SqlConnector):
     async def load_dishonest_debtors(
         self, codes: Sequence[str]
     ) -> list[list[DishonestDebtorRecord]]:
-        t = dishonest_debtors
-        rows = await self.fetch(
-            sa.select(t).where(t.c.zjhm.in_(codes)).order_by(t.c.fbsj.desc(), t.c.id.desc())
-        )
+        rows = await self.fetch(_DISHONEST_DEBTORS, codes)
         provenance = self.provenance()
         return self.grouped(
             codes, rows, lambda row: row.zjhm, lambda row: self._record(row, provenance)

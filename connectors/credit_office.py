@@ -42,7 +42,7 @@ import sqlalchemy as sa
 
 from connectors import record_types as rt
 from connectors.legacy import compact_date
-from connectors.sql import SqlConnector
+from connectors.sql import KEYS, SqlConnector
 from resolvers.records import (
     Authorization,
     CreditCommitment,
@@ -201,6 +201,44 @@ def _required_date(value: str | None) -> date:
     return day
 
 
+# Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
+_LICENCES = (
+    sa.select(licences).where(licences.c.xdr_dm.in_(KEYS))
+    .order_by(licences.c.xkjdrq.desc(), licences.c.id.desc())
+)
+_APPROVED_REPAIRS = (
+    sa.select(repairs.c.dm, repairs.c.xfdxbh, sa.func.max(repairs.c.xfrq).label("xfrq"))
+    .where(repairs.c.dm.in_(KEYS), repairs.c.xfdxlx == PENALTY_RECORD_KIND, repairs.c.xfzt == "1")
+    .group_by(repairs.c.dm, repairs.c.xfdxbh)
+    .subquery()
+)
+_PENALTIES = (
+    sa.select(penalties, _APPROVED_REPAIRS.c.xfrq)
+    .select_from(penalties.outerjoin(_APPROVED_REPAIRS, sa.and_(
+        _APPROVED_REPAIRS.c.dm == penalties.c.xdr_dm,
+        _APPROVED_REPAIRS.c.xfdxbh == penalties.c.cfjdsh,
+    )))
+    .where(penalties.c.xdr_dm.in_(KEYS))
+    .order_by(penalties.c.cfjdrq.desc(), penalties.c.id.desc())
+)
+_CREDIT_LISTS = (
+    sa.select(credit_lists).where(credit_lists.c.dm.in_(KEYS))
+    .order_by(credit_lists.c.lrrq.desc(), credit_lists.c.id.desc())
+)
+_COMMITMENTS = (
+    sa.select(commitments).where(commitments.c.dm.in_(KEYS))
+    .order_by(commitments.c.qsrq.desc(), commitments.c.id.desc())
+)
+_REPAIRS = (
+    sa.select(repairs).where(repairs.c.dm.in_(KEYS))
+    .order_by(repairs.c.sqrq.desc(), repairs.c.id.desc())
+)
+_AUTHORIZATIONS = (
+    sa.select(authorizations).where(authorizations.c.dm.in_(KEYS))
+    .order_by(authorizations.c.qsrq.desc(), authorizations.c.id.desc())
+)
+
+
 class CreditOfficeConnector(SqlConnector):
     """Licences, penalties (with their repair date), red/black lists,
     commitments, repairs and financing authorizations, keyed by USCC;
@@ -217,10 +255,7 @@ class CreditOfficeConnector(SqlConnector):
     }
 
     async def load_licences(self, usccs: Sequence[str]) -> list[list[Licence]]:
-        t = licences
-        rows = await self.fetch(
-            sa.select(t).where(t.c.xdr_dm.in_(usccs)).order_by(t.c.xkjdrq.desc(), t.c.id.desc())
-        )
+        rows = await self.fetch(_LICENCES, usccs)
         provenance = self.provenance()
         return self.grouped(
             usccs, rows, lambda row: row.xdr_dm,
@@ -264,32 +299,14 @@ class CreditOfficeConnector(SqlConnector):
     async def load_penalties(self, codes: Sequence[str]) -> list[list[Penalty]]:
         """Penalties with ``repaired_on`` from the subject's latest approved
         repair of the same decision number, joined in the same statement."""
-        t, r = penalties, repairs
-        approved = (
-            sa.select(r.c.dm, r.c.xfdxbh, sa.func.max(r.c.xfrq).label("xfrq"))
-            .where(r.c.dm.in_(codes), r.c.xfdxlx == PENALTY_RECORD_KIND, r.c.xfzt == "1")
-            .group_by(r.c.dm, r.c.xfdxbh)
-            .subquery()
-        )
-        statement = (
-            sa.select(t, approved.c.xfrq)
-            .select_from(t.outerjoin(
-                approved, sa.and_(approved.c.dm == t.c.xdr_dm, approved.c.xfdxbh == t.c.cfjdsh)
-            ))
-            .where(t.c.xdr_dm.in_(codes))
-            .order_by(t.c.cfjdrq.desc(), t.c.id.desc())
-        )
-        rows = await self.fetch(statement)
+        rows = await self.fetch(_PENALTIES, codes)
         provenance = self.provenance()
         return self.grouped(
             codes, rows, lambda row: row.xdr_dm, lambda row: self._penalty(row, provenance)
         )
 
     async def load_credit_lists(self, usccs: Sequence[str]) -> list[list[CreditListEntry]]:
-        t = credit_lists
-        rows = await self.fetch(
-            sa.select(t).where(t.c.dm.in_(usccs)).order_by(t.c.lrrq.desc(), t.c.id.desc())
-        )
+        rows = await self.fetch(_CREDIT_LISTS, usccs)
         provenance = self.provenance()
         return self.grouped(
             usccs, rows, lambda row: row.dm,
@@ -306,10 +323,7 @@ class CreditOfficeConnector(SqlConnector):
         )
 
     async def load_commitments(self, usccs: Sequence[str]) -> list[list[CreditCommitment]]:
-        t = commitments
-        rows = await self.fetch(
-            sa.select(t).where(t.c.dm.in_(usccs)).order_by(t.c.qsrq.desc(), t.c.id.desc())
-        )
+        rows = await self.fetch(_COMMITMENTS, usccs)
         provenance = self.provenance()
         return self.grouped(
             usccs, rows, lambda row: row.dm,
@@ -323,10 +337,7 @@ class CreditOfficeConnector(SqlConnector):
         )
 
     async def load_repairs(self, usccs: Sequence[str]) -> list[list[CreditRepair]]:
-        t = repairs
-        rows = await self.fetch(
-            sa.select(t).where(t.c.dm.in_(usccs)).order_by(t.c.sqrq.desc(), t.c.id.desc())
-        )
+        rows = await self.fetch(_REPAIRS, usccs)
         provenance = self.provenance()
         return self.grouped(
             usccs, rows, lambda row: row.dm,
@@ -346,10 +357,7 @@ class CreditOfficeConnector(SqlConnector):
         expired and revoked ones: ``Authorization.covers`` decides for a day.
         An unknown purpose or category code, or a missing or unreadable date,
         is ``BadSourceData``: a policy reading it must then grant nothing."""
-        t = authorizations
-        rows = await self.fetch(
-            sa.select(t).where(t.c.dm.in_(usccs)).order_by(t.c.qsrq.desc(), t.c.id.desc())
-        )
+        rows = await self.fetch(_AUTHORIZATIONS, usccs)
         return self.grouped(
             usccs, rows, lambda row: row.dm,
             lambda row: Authorization(

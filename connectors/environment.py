@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from connectors import record_types as rt
 from connectors.legacy import compact_date
-from connectors.sql import SqlConnector
+from connectors.sql import KEYS, SqlConnector
 from resolvers.records import EnvironmentalCreditGrade, EnvironmentalPenalty, EnvironmentalRating
 
 metadata = sa.MetaData()
@@ -57,6 +57,17 @@ GRADES = {
 }
 
 
+# Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
+_ENVIRONMENTAL_RATINGS = (
+    sa.select(ratings).where(ratings.c.qydm.in_(KEYS))
+    .order_by(ratings.c.pjnd.desc(), ratings.c.id)
+)
+_ENVIRONMENTAL_PENALTIES = (
+    sa.select(penalties).where(penalties.c.qydm.in_(KEYS))
+    .order_by(penalties.c.cfrq.desc(), penalties.c.id.desc())
+)
+
+
 class EnvironmentConnector(SqlConnector):
     """Environmental credit ratings (newest year first) and penalties (newest
     decision first), keyed by USCC."""
@@ -70,10 +81,7 @@ class EnvironmentConnector(SqlConnector):
     async def load_environmental_ratings(
         self, usccs: Sequence[str]
     ) -> list[list[EnvironmentalRating]]:
-        t = ratings
-        rows = await self.fetch(
-            sa.select(t).where(t.c.qydm.in_(usccs)).order_by(t.c.pjnd.desc(), t.c.id)
-        )
+        rows = await self.fetch(_ENVIRONMENTAL_RATINGS, usccs)
         provenance = self.provenance()
         return self.grouped(
             usccs, rows, lambda row: row.qydm,
@@ -88,10 +96,7 @@ class EnvironmentConnector(SqlConnector):
     async def load_environmental_penalties(
         self, usccs: Sequence[str]
     ) -> list[list[EnvironmentalPenalty]]:
-        t = penalties
-        rows = await self.fetch(
-            sa.select(t).where(t.c.qydm.in_(usccs)).order_by(t.c.cfrq.desc(), t.c.id.desc())
-        )
+        rows = await self.fetch(_ENVIRONMENTAL_PENALTIES, usccs)
         provenance = self.provenance()
         return self.grouped(
             usccs, rows, lambda row: row.qydm,

@@ -17,7 +17,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from connectors import record_types as rt
-from connectors.sql import SqlConnector
+from connectors.sql import KEYS, SqlConnector
 from resolvers.records import SocialInsuranceMonth
 
 metadata = sa.MetaData()
@@ -46,6 +46,13 @@ def yuan(fen: int) -> Decimal:
     return Decimal(int(fen)).scaleb(-2)
 
 
+# Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
+_SOCIAL_INSURANCE = (
+    sa.select(contributions).where(contributions.c.dwbh.in_(KEYS))
+    .order_by(contributions.c.jfny.desc(), contributions.c.id)
+)
+
+
 class SocialInsuranceConnector(SqlConnector):
     """Monthly contributions, newest month first, keyed by USCC."""
 
@@ -55,10 +62,7 @@ class SocialInsuranceConnector(SqlConnector):
     async def load_social_insurance(
         self, usccs: Sequence[str]
     ) -> list[list[SocialInsuranceMonth]]:
-        t = contributions
-        rows = await self.fetch(
-            sa.select(t).where(t.c.dwbh.in_(usccs)).order_by(t.c.jfny.desc(), t.c.id)
-        )
+        rows = await self.fetch(_SOCIAL_INSURANCE, usccs)
         provenance = self.provenance()
         return self.grouped(
             usccs, rows, lambda row: row.dwbh,

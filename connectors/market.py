@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from connectors import record_types as rt
 from connectors.legacy import compact_date
-from connectors.sql import SqlConnector
+from connectors.sql import KEYS, SqlConnector
 from resolvers.records import (
     AbnormalOperationListing,
     AbnormalOperationReason,
@@ -99,6 +99,24 @@ ABNORMAL_REASONS = {
 }
 
 
+# Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
+_REGISTRATIONS = (
+    sa.select(registrations).where(registrations.c.tyshxydm.in_(KEYS))
+)
+_REGISTRATIONS_BY_REPRESENTATIVE = (
+    sa.select(registrations).where(registrations.c.fddbr_zjhm.in_(KEYS))
+    .order_by(registrations.c.tyshxydm)
+)
+_ABNORMAL_OPERATIONS = (
+    sa.select(abnormal_operations).where(abnormal_operations.c.tyshxydm.in_(KEYS))
+    .order_by(abnormal_operations.c.lrrq, abnormal_operations.c.id)
+)
+_SERIOUS_VIOLATIONS = (
+    sa.select(serious_violations).where(serious_violations.c.tyshxydm.in_(KEYS))
+    .order_by(serious_violations.c.lrrq, serious_violations.c.id)
+)
+
+
 class MarketRegulationConnector(SqlConnector):
     """Registrations and the two market-regulation lists, keyed by USCC."""
 
@@ -128,8 +146,7 @@ class MarketRegulationConnector(SqlConnector):
         )
 
     async def load_registrations(self, usccs: Sequence[str]) -> list[Registration | None]:
-        t = registrations
-        rows = await self.fetch(sa.select(t).where(t.c.tyshxydm.in_(usccs)))
+        rows = await self.fetch(_REGISTRATIONS, usccs)
         provenance = self.provenance()
         return self.single(
             usccs, rows, lambda row: row.tyshxydm, lambda row: self._registration(row, provenance)
@@ -138,10 +155,7 @@ class MarketRegulationConnector(SqlConnector):
     async def load_registrations_by_representative(
         self, id_numbers: Sequence[str]
     ) -> list[list[Registration]]:
-        t = registrations
-        rows = await self.fetch(
-            sa.select(t).where(t.c.fddbr_zjhm.in_(id_numbers)).order_by(t.c.tyshxydm)
-        )
+        rows = await self.fetch(_REGISTRATIONS_BY_REPRESENTATIVE, id_numbers)
         provenance = self.provenance()
         return self.grouped(
             id_numbers, rows, lambda row: row.fddbr_zjhm,
@@ -167,10 +181,7 @@ class MarketRegulationConnector(SqlConnector):
     async def load_abnormal_operations(
         self, usccs: Sequence[str]
     ) -> list[list[AbnormalOperationListing]]:
-        t = abnormal_operations
-        rows = await self.fetch(
-            sa.select(t).where(t.c.tyshxydm.in_(usccs)).order_by(t.c.lrrq, t.c.id)
-        )
+        rows = await self.fetch(_ABNORMAL_OPERATIONS, usccs)
         provenance = self.provenance()
         return self.grouped(
             usccs, rows, lambda row: row.tyshxydm,
@@ -188,10 +199,7 @@ class MarketRegulationConnector(SqlConnector):
     async def load_serious_violations(
         self, usccs: Sequence[str]
     ) -> list[list[SeriousViolationListing]]:
-        t = serious_violations
-        rows = await self.fetch(
-            sa.select(t).where(t.c.tyshxydm.in_(usccs)).order_by(t.c.lrrq, t.c.id)
-        )
+        rows = await self.fetch(_SERIOUS_VIOLATIONS, usccs)
         provenance = self.provenance()
         return self.grouped(
             usccs, rows, lambda row: row.tyshxydm,

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from connectors import record_types as rt
 from connectors.legacy import iso_date
-from connectors.sql import SqlConnector
+from connectors.sql import KEYS, SqlConnector
 from resolvers.records import TaxArrear, TaxCreditGrade, TaxRating
 
 metadata = sa.MetaData()
@@ -56,6 +56,17 @@ GRADES = {
 }
 
 
+# Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
+_TAX_RATINGS = (
+    sa.select(ratings).where(ratings.c.NSRSBH.in_(KEYS))
+    .order_by(ratings.c.PJND.desc(), ratings.c.ID)
+)
+_TAX_ARREARS = (
+    sa.select(arrears).where(arrears.c.NSRSBH.in_(KEYS))
+    .order_by(arrears.c.GGRQ.desc(), arrears.c.ID)
+)
+
+
 class TaxConnector(SqlConnector):
     """Tax credit ratings (newest year first) and announced arrears (newest
     announcement first), keyed by USCC."""
@@ -67,10 +78,7 @@ class TaxConnector(SqlConnector):
     }
 
     async def load_tax_ratings(self, usccs: Sequence[str]) -> list[list[TaxRating]]:
-        t = ratings
-        rows = await self.fetch(
-            sa.select(t).where(t.c.NSRSBH.in_(usccs)).order_by(t.c.PJND.desc(), t.c.ID)
-        )
+        rows = await self.fetch(_TAX_RATINGS, usccs)
         provenance = self.provenance()
         return self.grouped(
             usccs, rows, lambda row: row.NSRSBH,
@@ -84,10 +92,7 @@ class TaxConnector(SqlConnector):
         )
 
     async def load_tax_arrears(self, usccs: Sequence[str]) -> list[list[TaxArrear]]:
-        t = arrears
-        rows = await self.fetch(
-            sa.select(t).where(t.c.NSRSBH.in_(usccs)).order_by(t.c.GGRQ.desc(), t.c.ID)
-        )
+        rows = await self.fetch(_TAX_ARREARS, usccs)
         provenance = self.provenance()
         return self.grouped(
             usccs, rows, lambda row: row.NSRSBH,

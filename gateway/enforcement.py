@@ -61,7 +61,8 @@ class Plan:
         return sorted({d.coordinate for d in self.denied})
 
 
-def _included(node: Any, variables: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
+def is_included(node: Any, variables: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
+    """Whether ``node``'s ``@skip``/``@include`` directives keep it."""
     for directive in node.directives or ():
         name = directive.name.value
         if name not in ("skip", "include"):
@@ -115,7 +116,7 @@ class _Planner:
         kept, changed = [], False
         order = self.plan.order.setdefault(path, []) if included else []
         for selection in selection_set.selections:
-            visible = included and _included(selection, self.variables, self.defaults)
+            visible = included and is_included(selection, self.variables, self.defaults)
             if isinstance(selection, FieldNode):
                 key = (selection.alias or selection.name).value
                 if visible and key not in order:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections import Counter
 from collections.abc import Sequence
 from datetime import date
@@ -34,7 +35,8 @@ class Loaders:
     """
 
     __slots__ = ("_registry", "_max_batch_keys", "_loaders", "_decision", "_today",
-                 "_with_partners", "call", "withheld", "sources_called", "partial_failures")
+                 "_with_partners", "_prefetched", "call", "withheld", "sources_called",
+                 "partial_failures")
 
     def __init__(self, registry: SourceRegistry, max_batch_keys: int, decision: Decision,
                  today: date, call: SourceCall, with_partners: bool = True) -> None:
@@ -44,6 +46,9 @@ class Loaders:
         self._today = today
         self._with_partners = with_partners
         self._loaders: dict[tuple[str, str], DataLoader] = {}
+        # The answers prefetch waited for, failures included (a loader forgets
+        # a failed key, and asking again would call the source again).
+        self._prefetched: dict[tuple[str, Any], list[asyncio.Future]] = {}
         self.call = call
         self.withheld: Counter[str] = Counter()
         self.sources_called: set[str] = set()
@@ -74,18 +79,49 @@ class Loaders:
         return filtered_batch
 
     def load(self, record_type: str, key: Any, path: Any = None) -> Any:
+        """An awaitable of ``key``'s value (see the class docstring)."""
+        value = self.value(record_type, key, path)
+        return value if inspect.isawaitable(value) else _resolved(value)
+
+    def value(self, record_type: str, key: Any, path: Any = None) -> Any:
+        """Like ``load``, but the value itself (or its error, raised) when every
+        source has already answered for ``key`` (see ``prefetch``): a field
+        resolver returning it completes without an await."""
+        futures = self._prefetched.get((record_type, key)) or self._futures(record_type, key)
+        if not futures:
+            return None
+        if all(future.done() for future in futures):
+            if len(futures) == 1:
+                return futures[0].result()
+            return self._merge([f.exception() or f.result() for f in futures], path)
+        if len(futures) == 1:
+            return futures[0]
+        return self._merged(futures, path)
+
+    async def prefetch(self, record_types: Sequence[str], keys: Sequence[Any]) -> None:
+        """Load ``record_types`` for ``keys`` from all their sources at once and
+        wait for every answer, so that the fields reading them complete
+        synchronously. A failure stays in its loader, for its fields to report."""
+        for record_type in record_types:
+            for key in keys:
+                self._prefetched[(record_type, key)] = self._futures(record_type, key)
+        futures = [future for answers in self._prefetched.values() for future in answers]
+        if futures:
+            await asyncio.gather(*futures, return_exceptions=True)
+
+    def _futures(self, record_type: str, key: Any) -> list[asyncio.Future]:
         if record_type in rt.SINGLE:
             source = self._registry.home(record_type, key)
             if source is None or (source.is_partner and not self._with_partners):
-                return _resolved(None)
-            return self.loader(source, record_type).load(key)
-        sources = self._registry.serving(record_type, self._with_partners)
-        if len(sources) == 1:
-            return self.loader(sources[0], record_type).load(key)
-        return self._merged([self.loader(s, record_type).load(key) for s in sources], path)
+                return []
+            return [self.loader(source, record_type).load(key)]
+        return [self.loader(source, record_type).load(key)
+                for source in self._registry.serving(record_type, self._with_partners)]
 
     async def _merged(self, loads: list[Any], path: Any) -> list[Any]:
-        results = await asyncio.gather(*loads, return_exceptions=True)
+        return self._merge(await asyncio.gather(*loads, return_exceptions=True), path)
+
+    def _merge(self, results: list[Any], path: Any) -> list[Any]:
         failures = [r for r in results if isinstance(r, BaseException)]
         if len(failures) == len(results):
             raise failures[0]

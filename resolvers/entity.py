@@ -1,14 +1,21 @@
 """``Entity`` (an organization, keyed by USCC) and ``Person`` (a natural
 person, keyed by resident ID): each source-backed field is one DataLoader
-call, so N subjects cost one statement per (source, record type)."""
+call, so N subjects cost one statement per (source, record type).
+
+``prefetch`` loads what a selection of entities needs before their fields
+are resolved: the fields then complete synchronously, without one awaited
+completion each (about 15 µs per field and object in graphql-core)."""
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
 import strawberry
+from graphql import FieldNode, InlineFragmentNode
+from strawberry.utils.str_converters import to_camel_case
 
 from connectors import record_types as rt
+from gateway.enforcement import is_included
 from gateway.errors import ForbiddenForPurpose
 from resolvers import records as r
 from resolvers.audit import AccessHistoryPage, access_history
@@ -22,17 +29,18 @@ RECORD_TYPE = "record_type"  # metadata key of source-backed fields
 def from_source(record_type: str, returns: Any, key: str, description: str) -> Any:
     """A field resolved by the DataLoader of ``record_type`` with the subject's ``key``.
 
-    The resolver is synchronous and returns the loader's future: graphql-core
-    awaits it, so siblings backed by different sources run concurrently and no
-    coroutine is created per field. Only where the purpose needs the subject's
-    authorization for the record type does it await the authorization first.
+    The resolver is synchronous: it returns the value when it was prefetched,
+    else the loader's future, which graphql-core awaits, so siblings backed by
+    different sources run concurrently and no coroutine is created per field.
+    Only where the purpose needs the subject's authorization for the record
+    type does it await the authorization first.
     """
 
     def resolve(root: Any, info: strawberry.Info) -> Any:
         context = info.context
         category = context.decision.authorization_by_record_type.get(record_type)
         if category is None:
-            return context.loaders.load(record_type, getattr(root, key), info.path)
+            return context.loaders.value(record_type, getattr(root, key), info.path)
         return load_if_authorized(
             context, record_type, getattr(root, key), category, f"Entity.{info.field_name}",
             info.path,
@@ -62,6 +70,34 @@ async def load_if_authorized(
         context.purpose,
         reason="NO_SUBJECT_AUTHORIZATION",
     )
+
+
+async def prefetch(info: strawberry.Info, usccs: list[str]) -> None:
+    """Load every record type the selection of ``info``'s field (entities)
+    reads, for ``usccs``, before the entities are resolved; not the record
+    types gated by the subject's authorization, read only once it is checked."""
+    raw = info._raw_info
+    names: set[str] = set()
+
+    def collect(selection_set: Any) -> None:
+        for selection in selection_set.selections:
+            if not is_included(selection, raw.variable_values, {}):
+                continue
+            if isinstance(selection, FieldNode):
+                names.add(selection.name.value)
+            elif isinstance(selection, InlineFragmentNode):
+                collect(selection.selection_set)
+            else:
+                collect(raw.fragments[selection.name.value].selection_set)
+
+    for node in raw.field_nodes:
+        if node.selection_set is not None:
+            collect(node.selection_set)
+    context = info.context
+    gated = context.decision.authorization_by_record_type
+    record_types = [record_type for name, record_type in _ENTITY_RECORD_TYPES.items()
+                    if name in names and record_type not in gated]
+    await context.loaders.prefetch(record_types, usccs)
 
 
 def _entity_field(record_type: str, returns: Any, description: str) -> Any:
@@ -125,6 +161,18 @@ class Entity:
         self, info: strawberry.Info, first: int = 20, after: Optional[str] = None
     ) -> Optional[AccessHistoryPage]:
         return await access_history(self.uscc, info, first, after)
+
+
+def _graphql_record_types(cls: type) -> dict[str, str]:
+    """GraphQL field name -> record type, for the source-backed fields of ``cls``."""
+    return {
+        to_camel_case(field.python_name): field.metadata[RECORD_TYPE]
+        for field in cls.__strawberry_definition__.fields
+        if RECORD_TYPE in (field.metadata or {})
+    }
+
+
+_ENTITY_RECORD_TYPES = _graphql_record_types(Entity)
 
 
 @strawberry.type(description="A natural person's credit record, keyed by resident identity number.")

@@ -11,7 +11,7 @@ from gateway.codes import InvalidCode, validate_uscc
 from gateway.errors import ForbiddenForPurpose, InvalidInput, TooManyKeys
 from resolvers.access import Access, my_access
 from resolvers.audit import AuditTrailPage, audit_trail
-from resolvers.entity import Entity, Person
+from resolvers.entity import Entity, Person, prefetch
 from resolvers.scalars import USCC, ResidentId
 
 MIN_SEARCH_TEXT = 2
@@ -51,8 +51,9 @@ class EntitySearchPage:
 @strawberry.type
 class Query:
     @strawberry.field(description="One organization's credit record.")
-    def entity(self, uscc: USCC, info: strawberry.Info) -> Entity:
-        return Entity(uscc=subject(info, uscc))
+    async def entity(self, uscc: USCC, info: strawberry.Info) -> Entity:
+        await prefetch(info, [subject(info, uscc)])
+        return Entity(uscc=uscc)
 
     @strawberry.field(
         description=(
@@ -61,14 +62,17 @@ class Query:
             "TOO_MANY_KEYS error."
         )
     )
-    def entities(self, usccs: list[USCC], info: strawberry.Info) -> list[Entity]:
+    async def entities(self, usccs: list[USCC], info: strawberry.Info) -> list[Entity]:
         limit = info.context.settings.max_entities_per_request
         if len(usccs) > limit:
             raise TooManyKeys(
                 f"entities accepts at most {limit} codes per request, got {len(usccs)}",
                 limit=limit,
             )
-        return [Entity(uscc=subject(info, uscc)) for uscc in usccs]
+        for uscc in usccs:
+            subject(info, uscc)
+        await prefetch(info, list(dict.fromkeys(usccs)))
+        return [Entity(uscc=uscc) for uscc in usccs]
 
     @strawberry.field(description="Organizations whose registered name contains `name`, by USCC.")
     async def search_entities(

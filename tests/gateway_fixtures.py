@@ -103,10 +103,10 @@ class FetchTimeline:
         for source_id, connector in registry.connectors.items():
             original = connector.fetch
 
-            async def timed(statement, _original=original, _id=source_id):
+            async def timed(statement, keys=None, _original=original, _id=source_id):
                 start = time.perf_counter()
                 try:
-                    return await _original(statement)
+                    return await _original(statement, keys)
                 finally:
                     self.intervals.setdefault(_id, []).append((start, time.perf_counter()))
 

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from gateway.errors import SourceUnavailable
+
 from tests.gateway_fixtures import (
     SOURCE_IDS,
     Gateway,
@@ -117,6 +119,48 @@ def test_statements_per_source_do_not_grow_with_the_number_of_entities(
         counter.counts.clear()
         gateway.query(query, u=usccs[:20])
         assert dict(counter.counts) == asked
+
+
+def test_only_the_record_types_selected_are_read(demo_settings, population):
+    """Entities load what their selection reads before their fields resolve:
+    through fragments, and not what @skip/@include leave out."""
+    query = """query($u: [USCC!]!, $skip: Boolean!) { entities(usccs: $u) {
+        uscc ...Lists ... on Entity { taxRatings { grade } }
+        penalties @skip(if: $skip) { decisionNumber }
+        licences @include(if: false) { decisionNumber } } }
+      fragment Lists on Entity { creditLists { kind } }"""
+    usccs = [e.uscc for e in population.enterprises[:30]]
+    gateway = Gateway(demo_settings)
+    counter = StatementCounter(gateway.registry)
+    with gateway:
+        skipped = gateway.query(query, u=usccs, skip=True)
+        assert dict(counter.counts) == {"hz-credit": 1, "hz-tax": 1}
+        counter.counts.clear()
+        kept = gateway.query(query, u=usccs, skip=False)
+        assert dict(counter.counts) == {"hz-credit": 2, "hz-tax": 1}
+    assert "errors" not in skipped and "errors" not in kept
+    assert set(skipped["data"]["entities"][0]) == {"uscc", "creditLists", "taxRatings"}
+    assert "penalties" in kept["data"]["entities"][0]
+
+
+def test_a_failing_source_is_asked_once_per_request(demo_settings, population, monkeypatch):
+    gateway = Gateway(demo_settings)
+    (connector,) = gateway.registry.serving("commitments")
+    calls = []
+
+    async def failing(keys):
+        calls.append(list(keys))
+        raise SourceUnavailable(connector.id, f"source {connector.id} is unavailable")
+
+    monkeypatch.setattr(connector, connector.record_types["commitments"], failing)
+    usccs = [e.uscc for e in population.enterprises[:3]]
+    with gateway:
+        body = gateway.query("""query($u: [USCC!]!) { entities(usccs: $u) {
+            commitments { kind } registration { name } } }""", u=usccs)
+    assert calls == [usccs]
+    assert [e["path"] for e in body["errors"]] == [
+        ["entities", i, "commitments"] for i in range(3)]
+    assert all(e["registration"]["name"] for e in body["data"]["entities"])
 
 
 def test_more_entities_than_the_maximum_is_a_clear_error(demo_settings, population):

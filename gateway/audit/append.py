@@ -21,14 +21,25 @@ from gateway.audit.errors import AuditUnavailable
 from gateway.audit.rows import entry_row
 
 
+# Built once: constructing and cache-keying them per batch cost more than running them.
+_LOCK_HEAD = (
+    sa.select(schema.head.c.seq, schema.head.c.hash)
+    .where(schema.head.c.id == schema.HEAD_ID)
+    .with_for_update()
+)
+_INSERT_RECORDS = sa.insert(schema.records)
+_INSERT_SUBJECTS = sa.insert(schema.subjects)
+_MOVE_HEAD = (
+    sa.update(schema.head)
+    .where(schema.head.c.id == schema.HEAD_ID, schema.head.c.seq == sa.bindparam("from_seq"))
+    .values(seq=sa.bindparam("to_seq"), hash=sa.bindparam("to_hash"))
+)
+
+
 def extend_chain(conn: sa.Connection, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
     """Append ``entries`` in order; ``conn`` must be in a (write) transaction.
     Synchronous: an async connection runs it with ``run_sync``."""
-    head = (conn.execute(
-        sa.select(schema.head.c.seq, schema.head.c.hash)
-        .where(schema.head.c.id == schema.HEAD_ID)
-        .with_for_update()
-    )).one_or_none()
+    head = conn.execute(_LOCK_HEAD).one_or_none()
     if head is None:
         raise AuditUnavailable("the audit trail has no chain head: run AuditStore.migrate()")
     seq, prev_hash = head.seq, head.hash
@@ -42,14 +53,10 @@ def extend_chain(conn: sa.Connection, entries: Sequence[AuditEntry]) -> list[Aud
         record_rows.append({**entry_row(entry), "seq": seq, "prev_hash": prev_hash, "hash": digest})
         subject_rows.extend({"subject": s, "seq": seq} for s in dict.fromkeys(entry.subjects))
         prev_hash = digest
-    conn.execute(sa.insert(schema.records), record_rows)
+    conn.execute(_INSERT_RECORDS, record_rows)
     if subject_rows:
-        conn.execute(sa.insert(schema.subjects), subject_rows)
-    moved = conn.execute(
-        sa.update(schema.head)
-        .where(schema.head.c.id == schema.HEAD_ID, schema.head.c.seq == head.seq)
-        .values(seq=seq, hash=prev_hash)
-    )
+        conn.execute(_INSERT_SUBJECTS, subject_rows)
+    moved = conn.execute(_MOVE_HEAD, {"from_seq": head.seq, "to_seq": seq, "to_hash": prev_hash})
     if moved.rowcount != 1:  # cannot happen under the lock; refuse rather than fork
         raise AuditUnavailable("the chain head moved during the append")
     return added

@@ -26,6 +26,7 @@ from gateway.caller import PURPOSE_HEADER, Caller, CallerIdentifier, RequestReje
 from gateway.catalog import load_catalog
 from gateway.clients import load_clients
 from gateway.context import RequestContext
+from gateway.enforcement import PlanCache
 from gateway.errors import SourceError
 from gateway.loaders import Loaders
 from gateway.policy import Policy
@@ -60,6 +61,7 @@ class GatewayGraphQL(GraphQL):
         self.settings = settings
         self.policy = policy
         self.recorder = recorder
+        self.plans = PlanCache()
 
     async def get_context(self, request: Request, response: Response) -> RequestContext:
         caller: Caller = request.state.caller
@@ -84,6 +86,7 @@ class GatewayGraphQL(GraphQL):
             ),
             response=response,
             recorder=self.recorder,
+            plans=self.plans,
             started=request.state.started,
             on_behalf_of=unquote(request.headers.get(ON_BEHALF_OF_HEADER, ""))[:200] or None,
         )

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from gateway.clients import Client
-from gateway.enforcement import Plan
+from gateway.enforcement import Plan, PlanCache
 from gateway.loaders import Loaders
 from gateway.policy import Decision, Policy
 from gateway.recording import AuditRecorder
@@ -27,7 +27,8 @@ class RequestContext:
     ``authorizations_used`` and ``loaders.withheld`` record what the policy
     did, for the response and the audit trail; ``subjects`` are the
     organizations and (hashed) persons the request asked about, ``plan`` the
-    enforcement plan of the operation, ``recorder`` writes its audit record.
+    enforcement plan of the operation (``plans``: the app's plans of
+    operations seen before), ``recorder`` writes its audit record.
     ``response`` is the HTTP response being built (status and headers).
     """
 
@@ -42,6 +43,7 @@ class RequestContext:
     loaders: Loaders
     response: Any
     recorder: AuditRecorder
+    plans: PlanCache
     started: float  # time.perf_counter() when the request arrived
     on_behalf_of: str | None = None  # the organization a partner city asks for
     plan: Plan | None = None

@@ -56,6 +56,7 @@ class Plan:
     denied: list[DeniedField] = field(default_factory=list)
     order: dict[Path, list[str]] = field(default_factory=dict)  # response keys per parent
     selected: set[str] = field(default_factory=set)  # permitted coordinates the operation uses
+    reusable: bool = False  # the same for every request with this text, operation and purpose
 
     def denied_coordinates(self) -> list[str]:
         return sorted({d.coordinate for d in self.denied})
@@ -63,6 +64,13 @@ class Plan:
 
 def is_included(node: Any, variables: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
     """Whether ``node``'s ``@skip``/``@include`` directives keep it."""
+    return _included(node, variables, defaults)[0]
+
+
+def _included(node: Any, variables: Mapping[str, Any],
+              defaults: Mapping[str, Any]) -> tuple[bool, bool]:
+    """Whether ``node`` is kept, and whether that depended on a variable."""
+    by_variable = False
     for directive in node.directives or ():
         name = directive.name.value
         if name not in ("skip", "include"):
@@ -70,12 +78,13 @@ def is_included(node: Any, variables: Mapping[str, Any], defaults: Mapping[str, 
         (argument,) = [a for a in directive.arguments if a.name.value == "if"]
         value = argument.value
         if isinstance(value, VariableNode):
+            by_variable = True
             flag = variables.get(value.name.value, defaults.get(value.name.value))
         else:
             flag = isinstance(value, BooleanValueNode) and value.value
         if (name == "skip") == bool(flag):
-            return False
-    return True
+            return False, by_variable
+    return True, by_variable
 
 
 class _Planner:
@@ -94,6 +103,7 @@ class _Planner:
         }
         self.plan = Plan(document)
         self.touched: set[Path] = set()
+        self.used_variables = False  # the plan depends on the request's variables
 
     def _possible_types(self, type_: Any) -> list[GraphQLObjectType]:
         if is_abstract_type(type_):
@@ -116,7 +126,9 @@ class _Planner:
         kept, changed = [], False
         order = self.plan.order.setdefault(path, []) if included else []
         for selection in selection_set.selections:
-            visible = included and is_included(selection, self.variables, self.defaults)
+            kept_here, by_variable = _included(selection, self.variables, self.defaults)
+            self.used_variables |= by_variable
+            visible = included and kept_here
             if isinstance(selection, FieldNode):
                 key = (selection.alias or selection.name).value
                 if visible and key not in order:
@@ -174,6 +186,24 @@ class _Planner:
         return rewritten
 
 
+class PlanCache:
+    """The plans of operations seen before, by (query text, operation name,
+    purpose), for one policy; at most ``size``, the oldest dropped first.
+    Plans that depend on variables (``@skip(if: $x)``) are not kept."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._plans: dict[tuple[Any, ...], Plan] = {}
+        self._size = size
+
+    def get(self, key: tuple[Any, ...]) -> Plan | None:
+        return self._plans.get(key)
+
+    def put(self, key: tuple[Any, ...], plan: Plan) -> None:
+        if len(self._plans) >= self._size:
+            del self._plans[next(iter(self._plans))]
+        self._plans[key] = plan
+
+
 def _attrs(node: Any) -> dict[str, Any]:
     return {key: getattr(node, key) for key in node.keys}
 
@@ -203,6 +233,7 @@ def plan_operation(
     selection_set = planner.walk(operation.selection_set, root, (), True)
     fragments = planner.rewrite_fragments()
     plan = planner.plan
+    plan.reusable = not planner.used_variables
     if selection_set is operation.selection_set and not fragments:
         return plan
     definitions = []
@@ -271,10 +302,15 @@ class PurposePolicy(SchemaExtension):
         document = execution.graphql_document
         plan = None
         if document is not None:
-            plan = plan_operation(
-                execution.schema._schema, document, execution.operation_name,
-                execution.variables, context.decision,
-            )
+            key = (execution.query, execution.operation_name, context.purpose)
+            plan = context.plans.get(key)
+            if plan is None:
+                plan = plan_operation(
+                    execution.schema._schema, document, execution.operation_name,
+                    execution.variables, context.decision,
+                )
+                if plan is not None and plan.reusable:
+                    context.plans.put(key, plan)
         context.plan = plan
         if plan is not None and plan.denied and context.client.rejects_denied:
             context.rejected = True

@@ -61,6 +61,37 @@ def test_denied_fields_are_null_with_errors_and_never_fetched(gateway, populatio
     assert counter.counts["hz-market"] == 1
 
 
+def test_a_plan_is_reused_only_for_the_same_operation_and_purpose(gateway, population, monkeypatch):
+    import gateway.enforcement as enforcement
+
+    planned = []
+    original = enforcement.plan_operation
+
+    def counting(schema, document, operation_name, variables, decision):
+        planned.append(decision.purpose.code)
+        return original(schema, document, operation_name, variables, decision)
+
+    monkeypatch.setattr(enforcement, "plan_operation", counting)
+    uscc = population.showcase["social_insurance_arrears"].uscc
+    query = "query($u: USCC!) { entity(uscc: $u) { registration { name } socialInsurance { period } } }"
+    for _ in range(3):
+        body = gateway.query(query, PUBLIC, u=uscc)
+        assert set(forbidden(body, "PUBLIC_DISCLOSURE")) == {("entity", "socialInsurance")}
+        assert body["data"]["entity"]["socialInsurance"] is None
+    assert planned == ["PUBLIC_DISCLOSURE"]
+    gateway.query(query, PUNISHMENT, u=uscc)
+    assert planned == ["PUBLIC_DISCLOSURE", "JOINT_PUNISHMENT"]
+
+    planned.clear()
+    skippable = """query($u: USCC!, $s: Boolean!) { entity(uscc: $u) {
+        registration { name } socialInsurance @skip(if: $s) { period } } }"""
+    skipped = gateway.query(skippable, PUBLIC, u=uscc, s=True)
+    kept = gateway.query(skippable, PUBLIC, u=uscc, s=False)
+    assert "errors" not in skipped
+    assert set(forbidden(kept, "PUBLIC_DISCLOSURE")) == {("entity", "socialInsurance")}
+    assert planned == ["PUBLIC_DISCLOSURE", "PUBLIC_DISCLOSURE"]  # depends on $s: not kept
+
+
 BYPASSES = {
     "alias": ("query($u: USCC!) { entity(uscc: $u) { si: socialInsurance { period } } }",
               {("entity", "si")}),

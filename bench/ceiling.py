@@ -4,7 +4,8 @@ A plain starlette handler, no GraphQL, no token, no policy, no audit: for
 ``POST /entity {"uscc": ...}`` it calls the same connectors' batch methods
 (the same SQL against the same databases) for every record type the
 benchmark query selects, concurrently, and returns the JSON the gateway
-would return. ``BENCH_CONFIG`` names the gateway configuration to read.
+would return. ``BENCH_CONFIG`` names the gateway configuration to read
+(unless the settings are given).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from starlette.routing import Route
 from bench.workload import FIELDS, PROVENANCE, camel
 from connectors import record_types as rt
 from connectors.base import SourceCall
-from gateway.settings import load_settings
+from gateway.settings import Settings, load_settings
 from gateway.sources import SourceRegistry
 
 CALL = SourceCall("ceiling", "ceiling", "ceiling", "SUPERVISION")
@@ -48,8 +49,8 @@ def _record(record: Any, names: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def create_ceiling_app() -> Starlette:
-    registry = SourceRegistry.from_settings(load_settings(os.environ["BENCH_CONFIG"]))
+def create_ceiling_app(settings: Settings | None = None) -> Starlette:
+    registry = SourceRegistry.from_settings(settings or load_settings(os.environ["BENCH_CONFIG"]))
 
     async def entity(request: Request) -> Response:
         uscc = (await request.json())["uscc"]

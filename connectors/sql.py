@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from connectors.base import Connector, log
 from gateway.errors import SourceTimeout, SourceUnavailable
 from gateway.settings import SourceSettings
+from gateway.threads import WorkerThreads
 
 #: A batch's keys in a statement built once (``column.in_(KEYS)``), bound by
 #: ``fetch``: building and cache-keying a statement per call cost several
@@ -45,11 +45,11 @@ class SqlConnector(Connector):
         url = sa.engine.make_url(settings.url)
         self.engine: AsyncEngine | None = engine
         self._sync_engine: sa.Engine | None = None
-        self._threads: ThreadPoolExecutor | None = None
+        self._threads: WorkerThreads | None = None
         if engine is None and url.get_backend_name() == "sqlite":
             self._sync_engine = sa.create_engine(
                 url.set(drivername="sqlite"), connect_args={"check_same_thread": False}, **pool)
-            self._threads = ThreadPoolExecutor(settings.pool_size, f"source-{settings.id}")
+            self._threads = WorkerThreads(settings.pool_size, f"source-{settings.id}")
         elif engine is None:
             self.engine = create_async_engine(url, **pool)
         self._latency = settings.simulated_latency_ms / 1000
@@ -71,8 +71,7 @@ class SqlConnector(Connector):
                 if self._latency:
                     await asyncio.sleep(self._latency)
                 if self._threads is not None:
-                    return await asyncio.get_running_loop().run_in_executor(
-                        self._threads, self._run, statement, parameters)
+                    return await self._threads.run(self._run, statement, parameters)
                 async with self.engine.connect() as conn:
                     result = await conn.execute(statement, parameters)
                     return result.all()
@@ -94,7 +93,7 @@ class SqlConnector(Connector):
 
     async def aclose(self) -> None:
         if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads.close()
             self._sync_engine.dispose()
         else:
             await self.engine.dispose()

@@ -21,7 +21,6 @@ import logging
 import time
 import weakref
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import TracebackType
 
@@ -40,6 +39,7 @@ from gateway.audit.query import records_query
 from gateway.audit.rows import row_record
 from gateway.audit.verify import VerifyReport, verify_trail
 from gateway.audit.writer import GroupCommitWriter
+from gateway.threads import WorkerThreads
 
 log = logging.getLogger("gateway.audit")
 _MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -67,7 +67,7 @@ class AuditStore:
     def __init__(self, url: str, *, max_batch: int = 256, timeout_seconds: float = 10.0) -> None:
         self._engine = audit_engine(url, timeout_seconds=timeout_seconds)
         self._sqlite_writer = sqlite_writer_engine(url, timeout_seconds=timeout_seconds)
-        self._writer_thread = (ThreadPoolExecutor(1, "audit-writer")
+        self._writer_thread = (WorkerThreads(1, "audit-writer")
                                if self._sqlite_writer is not None else None)
         self._timeout = timeout_seconds
         self._writer = GroupCommitWriter(self._commit, max_batch=max_batch)
@@ -164,9 +164,8 @@ class AuditStore:
         finally:
             if self._writer_thread is not None:
                 # Behind any append still on the thread (bounded by the busy timeout).
-                await asyncio.get_running_loop().run_in_executor(
-                    self._writer_thread, self._sqlite_writer.dispose)
-                self._writer_thread.shutdown(wait=False)
+                await self._writer_thread.run(self._sqlite_writer.dispose)
+                self._writer_thread.close()
             await self._engine.dispose()
 
     async def __aenter__(self) -> AuditStore:
@@ -180,8 +179,7 @@ class AuditStore:
         deadline = time.monotonic() + self._timeout
         async with asyncio.timeout(self._timeout):
             if self._writer_thread is not None:
-                return await asyncio.get_running_loop().run_in_executor(
-                    self._writer_thread, self._commit_sqlite, entries, deadline)
+                return await self._writer_thread.run(self._commit_sqlite, entries, deadline)
             async with self._engine.connect() as conn:
                 await write_connection(conn)
                 async with conn.begin():

@@ -1,0 +1,67 @@
+"""WorkerThreads: blocking calls awaited from the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from gateway.threads import WorkerThreads
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_call_returns_its_result_or_raises_its_error():
+    threads = WorkerThreads(2, "t")
+    try:
+        assert await threads.run(lambda a, b: a + b, 2, 3) == 5
+        with pytest.raises(ZeroDivisionError):
+            await threads.run(lambda: 1 / 0)
+        assert await threads.run(threading.current_thread) is not threading.current_thread()
+    finally:
+        threads.close()
+
+
+async def test_calls_run_concurrently_up_to_the_size_and_no_further():
+    size = 3
+    threads = WorkerThreads(size, "t")
+    barrier = threading.Barrier(size, timeout=5)
+    names: set[str] = set()
+
+    def meet() -> None:
+        names.add(threading.current_thread().name)
+        barrier.wait()  # only passes if `size` calls run at the same time
+
+    try:
+        await asyncio.gather(*(threads.run(meet) for _ in range(2 * size)))
+    finally:
+        threads.close()
+    assert names == {f"t-{i}" for i in range(size)}
+
+
+async def test_a_cancelled_caller_leaves_the_thread_serving_the_next():
+    threads = WorkerThreads(1, "t")
+    release = threading.Event()
+    try:
+        waiting = asyncio.ensure_future(threads.run(release.wait, 5))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert await threads.run(lambda: "next") == "next"
+    finally:
+        threads.close()
+
+
+async def test_closed_threads_refuse_new_calls_and_end():
+    threads = WorkerThreads(2, "t")
+    await asyncio.gather(threads.run(lambda: None), threads.run(lambda: None))
+    started = list(threads._threads)
+    threads.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await threads.run(lambda: None)
+    for thread in started:
+        thread.join(timeout=5)
+        assert not thread.is_alive()

@@ -1,4 +1,6 @@
-"""Per-request DataLoaders: one per (source, record type), created on first use."""
+"""Per-request loading: what a selection of entities reads, prefetched in
+batches; anything else through DataLoaders, one per (source, record type),
+created on first use."""
 
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ class Loaders:
     a list fail, the others' records are returned and each failure is kept in
     ``partial_failures`` with the field's path. Record lists pass through the
     purpose's row filter; withheld records are counted in ``withheld`` by
-    record type; ``sources_called`` names every source asked.
+    record type; ``sources_called`` names every source asked. ``prefetch``
+    reads what a selection needs for known keys up front, and ``value`` hands
+    those answers to the fields synchronously.
     """
 
     __slots__ = ("_registry", "_max_batch_keys", "_loaders", "_decision", "_today",
@@ -46,9 +50,8 @@ class Loaders:
         self._today = today
         self._with_partners = with_partners
         self._loaders: dict[tuple[str, str], DataLoader] = {}
-        # The answers prefetch waited for, failures included (a loader forgets
-        # a failed key, and asking again would call the source again).
-        self._prefetched: dict[tuple[str, Any], list[asyncio.Future]] = {}
+        # (record type, key) -> one answer per source: a value or an exception.
+        self._prefetched: dict[tuple[str, Any], list[Any]] = {}
         self.call = call
         self.withheld: Counter[str] = Counter()
         self.sources_called: set[str] = set()
@@ -57,14 +60,19 @@ class Loaders:
     def loader(self, source: Connector, record_type: str) -> DataLoader:
         loader = self._loaders.get((source.id, record_type))
         if loader is None:
-            self.sources_called.add(source.id)
-            batch = source.batch_function(record_type, self.call)
-            row_filter = self._decision.row_filters.get(record_type)
-            if row_filter is not None:
-                batch = self._filtered(batch, row_filter, record_type)
-            loader = DataLoader(batch, max_batch_size=self._max_batch_keys)
+            loader = DataLoader(self._batch(source, record_type),
+                                max_batch_size=self._max_batch_keys)
             self._loaders[(source.id, record_type)] = loader
         return loader
+
+    def _batch(self, source: Connector, record_type: str) -> Any:
+        """``source``'s batch function for ``record_type``, row-filtered."""
+        self.sources_called.add(source.id)
+        batch = source.batch_function(record_type, self.call)
+        row_filter = self._decision.row_filters.get(record_type)
+        if row_filter is not None:
+            batch = self._filtered(batch, row_filter, record_type)
+        return batch
 
     def _filtered(self, batch: Any, row_filter: RowFilter, record_type: str) -> Any:
         async def filtered_batch(keys: Sequence[Any]) -> list[Any]:
@@ -84,39 +92,65 @@ class Loaders:
         return value if inspect.isawaitable(value) else _resolved(value)
 
     def value(self, record_type: str, key: Any, path: Any = None) -> Any:
-        """Like ``load``, but the value itself (or its error, raised) when every
-        source has already answered for ``key`` (see ``prefetch``): a field
-        resolver returning it completes without an await."""
-        futures = self._prefetched.get((record_type, key)) or self._futures(record_type, key)
+        """Like ``load``, but the value itself (or its error, raised) when it
+        was prefetched: a field resolver returning it completes without an await."""
+        answers = self._prefetched.get((record_type, key))
+        if answers is not None:
+            if not answers:
+                return None
+            if len(answers) == 1:
+                if isinstance(answers[0], BaseException):
+                    raise answers[0]
+                return answers[0]
+            return self._merge(answers, path)
+        futures = self._futures(record_type, key)
         if not futures:
             return None
-        if all(future.done() for future in futures):
-            if len(futures) == 1:
-                return futures[0].result()
-            return self._merge([f.exception() or f.result() for f in futures], path)
         if len(futures) == 1:
             return futures[0]
         return self._merged(futures, path)
 
     async def prefetch(self, record_types: Sequence[str], keys: Sequence[Any]) -> None:
-        """Load ``record_types`` for ``keys`` from all their sources at once and
-        wait for every answer, so that the fields reading them complete
-        synchronously. A failure stays in its loader, for its fields to report."""
+        """Read ``record_types`` for ``keys`` (distinct) now, every source and
+        batch at once, and keep each key's answers (a failure included, for its
+        fields to report): ``value`` then returns them without an await. The
+        keys are known, so the batch functions are called directly, in
+        batches of at most ``max_batch_keys``, without a DataLoader."""
+        calls: list[tuple[str, int, list[Any], Any]] = []
         for record_type in record_types:
-            for key in keys:
-                self._prefetched[(record_type, key)] = self._futures(record_type, key)
-        futures = [future for answers in self._prefetched.values() for future in answers]
-        if futures:
-            await asyncio.gather(*futures, return_exceptions=True)
+            fresh = [key for key in keys if (record_type, key) not in self._prefetched]
+            by_source: dict[Connector, list[Any]] = {}
+            for key in fresh:
+                sources = self._sources(record_type, key)
+                self._prefetched[(record_type, key)] = [None] * len(sources)
+                for source in sources:
+                    by_source.setdefault(source, []).append(key)
+            for source, source_keys in by_source.items():
+                batch = self._batch(source, record_type)
+                position = self._sources(record_type, source_keys[0]).index(source)
+                for start in range(0, len(source_keys), self._max_batch_keys):
+                    chunk = source_keys[start:start + self._max_batch_keys]
+                    calls.append((record_type, position, chunk, batch(chunk)))
+        results = await asyncio.gather(*(call[3] for call in calls), return_exceptions=True)
+        for (record_type, position, chunk, _), result in zip(calls, results):
+            if not isinstance(result, BaseException) and len(result) != len(chunk):
+                result = TypeError(f"a batch of {len(chunk)} keys returned {len(result)} values")
+            for index, key in enumerate(chunk):
+                answer = result if isinstance(result, BaseException) else result[index]
+                self._prefetched[(record_type, key)][position] = answer
 
-    def _futures(self, record_type: str, key: Any) -> list[asyncio.Future]:
+    def _sources(self, record_type: str, key: Any) -> list[Connector]:
+        """The sources asked for ``key``'s ``record_type``, in merge order."""
         if record_type in rt.SINGLE:
             source = self._registry.home(record_type, key)
             if source is None or (source.is_partner and not self._with_partners):
                 return []
-            return [self.loader(source, record_type).load(key)]
+            return [source]
+        return list(self._registry.serving(record_type, self._with_partners))
+
+    def _futures(self, record_type: str, key: Any) -> list[asyncio.Future]:
         return [self.loader(source, record_type).load(key)
-                for source in self._registry.serving(record_type, self._with_partners)]
+                for source in self._sources(record_type, key)]
 
     async def _merged(self, loads: list[Any], path: Any) -> list[Any]:
         return self._merge(await asyncio.gather(*loads, return_exceptions=True), path)

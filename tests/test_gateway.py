@@ -309,3 +309,10 @@ def test_graphiql_is_served_when_enabled(demo_settings):
     with gateway:
         page = gateway.client.get("/graphql", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "graphiql" in page.text.lower()
+
+
+def test_the_start_up_heap_is_frozen_out_of_full_collections(demo_settings):
+    import gc
+
+    with Gateway(demo_settings):
+        assert gc.get_freeze_count() > 0

@@ -26,8 +26,8 @@ class WorkerThreads:
     ``loop.run_in_executor`` on a ``ThreadPoolExecutor``: a call is one queue
     put and its answer one ``call_soon_threadsafe``, with no concurrent future
     chained to the asyncio one and no idle-thread semaphore whose lock the
-    event loop contends for with the workers (measured at about 20 µs per
-    call under load).
+    event loop contends for with the workers (about 20 µs per call, profiled
+    under load).
     """
 
     def __init__(self, size: int, name: str) -> None:

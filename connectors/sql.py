@@ -24,15 +24,16 @@ KEYS = sa.bindparam("keys", expanding=True)
 class SqlConnector(Connector):
     """A connector reading one database through SQLAlchemy.
 
-    Subclasses build portable Core statements (no dialect-specific SQL: the
-    same code runs on SQLite, PostgreSQL and MariaDB) and run them with
-    ``fetch``, which applies the source's timeout and converts every driver
-    failure into a ``SourceError``; ``grouped`` and ``single`` map the rows.
+    Subclasses build portable Core statements once (no dialect-specific SQL:
+    the same code runs on SQLite, PostgreSQL and MariaDB), the batch's keys
+    as ``KEYS``, and run them with ``fetch``, which applies the source's
+    timeout and converts every driver failure into a ``SourceError``;
+    ``grouped`` and ``single`` map the rows.
 
     Server databases are read through an async engine (asyncpg, aiomysql).
     A SQLite file is read through a sync engine on the connector's own
-    threads, one hand-off per statement (aiosqlite costs several: measured
-    290 µs against 600 µs per statement); the event loop never blocks.
+    threads (``WorkerThreads``), one hand-off per statement (aiosqlite takes
+    several); the event loop never blocks.
     ``statement_engine`` is the sync engine that executes, for event hooks.
     """
 

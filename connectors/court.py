@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from connectors import record_types as rt
 from connectors.legacy import epoch_date
-from connectors.sql import KEYS, SqlConnector
+from connectors.sql import SqlConnector, by_keys
 from resolvers.records import (
     DishonestDebtorRecord,
     PerformanceStatus,
@@ -64,9 +64,8 @@ PERFORMANCE = {
 
 
 # Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
-_DISHONEST_DEBTORS = (
-    sa.select(dishonest_debtors).where(dishonest_debtors.c.zjhm.in_(KEYS))
-    .order_by(dishonest_debtors.c.fbsj.desc(), dishonest_debtors.c.id.desc())
+_DISHONEST_DEBTORS = by_keys(
+    dishonest_debtors, dishonest_debtors.c.zjhm, dishonest_debtors.c.fbsj.desc(), dishonest_debtors.c.id.desc()
 )
 
 

@@ -42,7 +42,7 @@ import sqlalchemy as sa
 
 from connectors import record_types as rt
 from connectors.legacy import compact_date
-from connectors.sql import KEYS, SqlConnector
+from connectors.sql import KEYS, SqlConnector, by_keys
 from resolvers.records import (
     Authorization,
     CreditCommitment,
@@ -202,10 +202,7 @@ def _required_date(value: str | None) -> date:
 
 
 # Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
-_LICENCES = (
-    sa.select(licences).where(licences.c.xdr_dm.in_(KEYS))
-    .order_by(licences.c.xkjdrq.desc(), licences.c.id.desc())
-)
+_LICENCES = by_keys(licences, licences.c.xdr_dm, licences.c.xkjdrq.desc(), licences.c.id.desc())
 _APPROVED_REPAIRS = (
     sa.select(repairs.c.dm, repairs.c.xfdxbh, sa.func.max(repairs.c.xfrq).label("xfrq"))
     .where(repairs.c.dm.in_(KEYS), repairs.c.xfdxlx == PENALTY_RECORD_KIND, repairs.c.xfzt == "1")
@@ -221,21 +218,15 @@ _PENALTIES = (
     .where(penalties.c.xdr_dm.in_(KEYS))
     .order_by(penalties.c.cfjdrq.desc(), penalties.c.id.desc())
 )
-_CREDIT_LISTS = (
-    sa.select(credit_lists).where(credit_lists.c.dm.in_(KEYS))
-    .order_by(credit_lists.c.lrrq.desc(), credit_lists.c.id.desc())
+_CREDIT_LISTS = by_keys(
+    credit_lists, credit_lists.c.dm, credit_lists.c.lrrq.desc(), credit_lists.c.id.desc()
 )
-_COMMITMENTS = (
-    sa.select(commitments).where(commitments.c.dm.in_(KEYS))
-    .order_by(commitments.c.qsrq.desc(), commitments.c.id.desc())
+_COMMITMENTS = by_keys(
+    commitments, commitments.c.dm, commitments.c.qsrq.desc(), commitments.c.id.desc()
 )
-_REPAIRS = (
-    sa.select(repairs).where(repairs.c.dm.in_(KEYS))
-    .order_by(repairs.c.sqrq.desc(), repairs.c.id.desc())
-)
-_AUTHORIZATIONS = (
-    sa.select(authorizations).where(authorizations.c.dm.in_(KEYS))
-    .order_by(authorizations.c.qsrq.desc(), authorizations.c.id.desc())
+_REPAIRS = by_keys(repairs, repairs.c.dm, repairs.c.sqrq.desc(), repairs.c.id.desc())
+_AUTHORIZATIONS = by_keys(
+    authorizations, authorizations.c.dm, authorizations.c.qsrq.desc(), authorizations.c.id.desc()
 )
 
 

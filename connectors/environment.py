@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from connectors import record_types as rt
 from connectors.legacy import compact_date
-from connectors.sql import KEYS, SqlConnector
+from connectors.sql import SqlConnector, by_keys
 from resolvers.records import EnvironmentalCreditGrade, EnvironmentalPenalty, EnvironmentalRating
 
 metadata = sa.MetaData()
@@ -58,13 +58,9 @@ GRADES = {
 
 
 # Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
-_ENVIRONMENTAL_RATINGS = (
-    sa.select(ratings).where(ratings.c.qydm.in_(KEYS))
-    .order_by(ratings.c.pjnd.desc(), ratings.c.id)
-)
-_ENVIRONMENTAL_PENALTIES = (
-    sa.select(penalties).where(penalties.c.qydm.in_(KEYS))
-    .order_by(penalties.c.cfrq.desc(), penalties.c.id.desc())
+_ENVIRONMENTAL_RATINGS = by_keys(ratings, ratings.c.qydm, ratings.c.pjnd.desc(), ratings.c.id)
+_ENVIRONMENTAL_PENALTIES = by_keys(
+    penalties, penalties.c.qydm, penalties.c.cfrq.desc(), penalties.c.id.desc()
 )
 
 

@@ -17,7 +17,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from connectors import record_types as rt
-from connectors.sql import KEYS, SqlConnector
+from connectors.sql import SqlConnector, by_keys
 from resolvers.records import SocialInsuranceMonth
 
 metadata = sa.MetaData()
@@ -47,9 +47,8 @@ def yuan(fen: int) -> Decimal:
 
 
 # Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
-_SOCIAL_INSURANCE = (
-    sa.select(contributions).where(contributions.c.dwbh.in_(KEYS))
-    .order_by(contributions.c.jfny.desc(), contributions.c.id)
+_SOCIAL_INSURANCE = by_keys(
+    contributions, contributions.c.dwbh, contributions.c.jfny.desc(), contributions.c.id
 )
 
 

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from connectors import record_types as rt
 from connectors.legacy import compact_date
-from connectors.sql import KEYS, SqlConnector
+from connectors.sql import SqlConnector, by_keys
 from resolvers.records import (
     AbnormalOperationListing,
     AbnormalOperationReason,
@@ -100,21 +100,14 @@ ABNORMAL_REASONS = {
 
 
 # Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
-_REGISTRATIONS = (
-    sa.select(registrations).where(registrations.c.tyshxydm.in_(KEYS))
+_REGISTRATIONS = by_keys(registrations, registrations.c.tyshxydm)
+_REGISTRATIONS_BY_REPRESENTATIVE = by_keys(
+    registrations, registrations.c.fddbr_zjhm, registrations.c.tyshxydm
 )
-_REGISTRATIONS_BY_REPRESENTATIVE = (
-    sa.select(registrations).where(registrations.c.fddbr_zjhm.in_(KEYS))
-    .order_by(registrations.c.tyshxydm)
-)
-_ABNORMAL_OPERATIONS = (
-    sa.select(abnormal_operations).where(abnormal_operations.c.tyshxydm.in_(KEYS))
-    .order_by(abnormal_operations.c.lrrq, abnormal_operations.c.id)
-)
-_SERIOUS_VIOLATIONS = (
-    sa.select(serious_violations).where(serious_violations.c.tyshxydm.in_(KEYS))
-    .order_by(serious_violations.c.lrrq, serious_violations.c.id)
-)
+_ABNORMAL_OPERATIONS = by_keys(abnormal_operations, abnormal_operations.c.tyshxydm,
+                               abnormal_operations.c.lrrq, abnormal_operations.c.id)
+_SERIOUS_VIOLATIONS = by_keys(serious_violations, serious_violations.c.tyshxydm,
+                              serious_violations.c.lrrq, serious_violations.c.id)
 
 
 class MarketRegulationConnector(SqlConnector):

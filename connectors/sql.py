@@ -21,6 +21,11 @@ from gateway.threads import WorkerThreads
 KEYS = sa.bindparam("keys", expanding=True)
 
 
+def by_keys(table: sa.Table, key: sa.Column, *order_by: Any) -> sa.Select:
+    """Every column of ``table`` for the rows whose ``key`` is one of the batch's keys."""
+    return sa.select(table).where(key.in_(KEYS)).order_by(*order_by)
+
+
 class SqlConnector(Connector):
     """A connector reading one database through SQLAlchemy.
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from connectors import record_types as rt
 from connectors.legacy import iso_date
-from connectors.sql import KEYS, SqlConnector
+from connectors.sql import SqlConnector, by_keys
 from resolvers.records import TaxArrear, TaxCreditGrade, TaxRating
 
 metadata = sa.MetaData()
@@ -57,14 +57,8 @@ GRADES = {
 
 
 # Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
-_TAX_RATINGS = (
-    sa.select(ratings).where(ratings.c.NSRSBH.in_(KEYS))
-    .order_by(ratings.c.PJND.desc(), ratings.c.ID)
-)
-_TAX_ARREARS = (
-    sa.select(arrears).where(arrears.c.NSRSBH.in_(KEYS))
-    .order_by(arrears.c.GGRQ.desc(), arrears.c.ID)
-)
+_TAX_RATINGS = by_keys(ratings, ratings.c.NSRSBH, ratings.c.PJND.desc(), ratings.c.ID)
+_TAX_ARREARS = by_keys(arrears, arrears.c.NSRSBH, arrears.c.GGRQ.desc(), arrears.c.ID)
 
 
 class TaxConnector(SqlConnector):

@@ -166,7 +166,7 @@ class Entity:
 def _graphql_record_types(cls: type) -> dict[str, str]:
     """GraphQL field name -> record type, for the source-backed fields of ``cls``."""
     return {
-        to_camel_case(field.python_name): field.metadata[RECORD_TYPE]
+        field.graphql_name or to_camel_case(field.python_name): field.metadata[RECORD_TYPE]
         for field in cls.__strawberry_definition__.fields
         if RECORD_TYPE in (field.metadata or {})
     }

@@ -143,6 +143,14 @@ def test_only_the_record_types_selected_are_read(demo_settings, population):
     assert "penalties" in kept["data"]["entities"][0]
 
 
+def test_every_source_backed_entity_field_can_be_prefetched():
+    from resolvers.entity import _ENTITY_RECORD_TYPES
+    from resolvers.schema import source_record_types
+
+    entity_fields = {c: r for c, r in source_record_types().items() if c.startswith("Entity.")}
+    assert {f"Entity.{name}": r for name, r in _ENTITY_RECORD_TYPES.items()} == entity_fields
+
+
 def test_a_failing_source_is_asked_once_per_request(demo_settings, population, monkeypatch):
     gateway = Gateway(demo_settings)
     (connector,) = gateway.registry.serving("commitments")

@@ -252,6 +252,25 @@ def test_unexpected_errors_are_masked(demo_settings, population, monkeypatch):
     assert body["data"]["entity"]["registration"] is not None
 
 
+def test_a_batch_answering_the_wrong_number_of_keys_fails_its_fields_only(
+    demo_settings, population, monkeypatch
+):
+    gateway = Gateway(demo_settings)
+    (connector,) = gateway.registry.serving("commitments")
+
+    async def short(keys):
+        return []  # the DataLoader contract: one value per key
+
+    monkeypatch.setattr(connector, connector.record_types["commitments"], short)
+    usccs = [e.uscc for e in population.enterprises[:2]]
+    with gateway:
+        body = gateway.query("""query($u: [USCC!]!) { entities(usccs: $u) {
+            commitments { kind } registration { name } } }""", u=usccs)
+    assert [(e["path"], e["message"]) for e in body["errors"]] == [
+        (["entities", i, "commitments"], "Internal error.") for i in range(2)]
+    assert all(e["registration"]["name"] for e in body["data"]["entities"])
+
+
 def test_name_search_pages_through_results(demo_settings, population):
     query = """query($name: String!, $after: String) {
       searchEntities(name: $name, first: 2, after: $after) {

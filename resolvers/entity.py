@@ -76,7 +76,7 @@ async def prefetch(info: strawberry.Info, usccs: list[str]) -> None:
     """Load every record type the selection of ``info``'s field (entities)
     reads, for ``usccs``, before the entities are resolved; not the record
     types gated by the subject's authorization, read only once it is checked."""
-    raw = info._raw_info
+    raw = info._raw_info  # graphql-core's: its nodes as they are (selected_fields converts them all)
     names: set[str] = set()
 
     def collect(selection_set: Any) -> None:

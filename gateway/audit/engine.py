@@ -33,7 +33,7 @@ def audit_engine(url: str, *, timeout_seconds: float) -> AsyncEngine:
     return engine
 
 
-def sqlite_writer_engine(url: str, *, timeout_seconds: float) -> sa.Engine | None:
+def sqlite_writer_engine(url: str) -> sa.Engine | None:
     """For a SQLite trail, a synchronous engine of one connection for the
     appends, run on one thread of their own: a batch's transaction is then one
     hand-off from the event loop, not one per statement (aiosqlite's), which
@@ -41,9 +41,10 @@ def sqlite_writer_engine(url: str, *, timeout_seconds: float) -> sa.Engine | Non
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
+    # No busy timeout: the writer retries a locked trail itself, more often.
     engine = sa.create_engine(
         parsed.set(drivername="sqlite"), pool_size=1, max_overflow=0,
-        connect_args={"timeout": timeout_seconds, "check_same_thread": False})
+        connect_args={"timeout": 0, "check_same_thread": False})
     _lock_before_reading(engine)
     return engine
 

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 
+from sqlalchemy import exc as sa_exc
+
 from gateway.audit.append import extend_chain
 from gateway.audit.engine import (
     WRITE_OPTION,
@@ -42,6 +44,7 @@ from gateway.audit.writer import GroupCommitWriter
 from gateway.threads import WorkerThreads
 
 log = logging.getLogger("gateway.audit")
+LOCK_RETRY_SECONDS = 0.0005
 _MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
 )
@@ -66,7 +69,7 @@ class AuditStore:
 
     def __init__(self, url: str, *, max_batch: int = 256, timeout_seconds: float = 10.0) -> None:
         self._engine = audit_engine(url, timeout_seconds=timeout_seconds)
-        self._sqlite_writer = sqlite_writer_engine(url, timeout_seconds=timeout_seconds)
+        self._sqlite_writer = sqlite_writer_engine(url)
         self._writer_thread = (WorkerThreads(1, "audit-writer")
                                if self._sqlite_writer is not None else None)
         self._timeout = timeout_seconds
@@ -186,15 +189,24 @@ class AuditStore:
                     return await conn.run_sync(extend_chain, entries)
 
     def _commit_sqlite(self, entries: Sequence[AuditEntry], deadline: float) -> list[AuditRecord]:
-        """On the writer thread; a batch its callers stopped waiting for (the
-        deadline passed while the thread waited for the lock) rolls back."""
-        with self._sqlite_writer.connect() as conn:
-            conn.execution_options(**{WRITE_OPTION: True})
-            with conn.begin():
-                records = extend_chain(conn, entries)
-                if time.monotonic() >= deadline:
-                    raise AuditUnavailable("the audit batch passed its deadline")
-                return records
+        """On the writer thread. While another process holds the trail's write
+        lock it retries every ``LOCK_RETRY_SECONDS`` (SQLite's own busy handler
+        sleeps 1, 2, 5, 10 ms... between tries, a commit holds the lock well
+        under 1 ms); a batch its callers stopped waiting for (the deadline
+        passed) rolls back."""
+        while True:
+            try:
+                with self._sqlite_writer.connect() as conn:
+                    conn.execution_options(**{WRITE_OPTION: True})
+                    with conn.begin():
+                        records = extend_chain(conn, entries)
+                        if time.monotonic() >= deadline:
+                            raise AuditUnavailable("the audit batch passed its deadline")
+                        return records
+            except sa_exc.OperationalError as exc:
+                if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(LOCK_RETRY_SECONDS)
 
 
 def _unavailable(action: str, exc: Exception) -> AuditUnavailable:

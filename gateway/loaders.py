@@ -39,7 +39,7 @@ class Loaders:
     """
 
     __slots__ = ("_registry", "_max_batch_keys", "_loaders", "_decision", "_today",
-                 "_with_partners", "_prefetched", "call", "withheld", "sources_called",
+                 "_with_partners", "_answers", "call", "withheld", "sources_called",
                  "partial_failures")
 
     def __init__(self, registry: SourceRegistry, max_batch_keys: int, decision: Decision,
@@ -50,8 +50,9 @@ class Loaders:
         self._today = today
         self._with_partners = with_partners
         self._loaders: dict[tuple[str, str], DataLoader] = {}
-        # (record type, key) -> one answer per source: a value or an exception.
-        self._prefetched: dict[tuple[str, Any], list[Any]] = {}
+        # (record type, key) -> one answer per source: a value, an exception,
+        # or a _Pending read.
+        self._answers: dict[tuple[str, Any], list[Any]] = {}
         self.call = call
         self.withheld: Counter[str] = Counter()
         self.sources_called: set[str] = set()
@@ -93,36 +94,67 @@ class Loaders:
 
     def value(self, record_type: str, key: Any, path: Any = None) -> Any:
         """Like ``load``, but the value itself (or its error, raised) when it
-        was prefetched: a field resolver returning it completes without an await."""
-        answers = self._prefetched.get((record_type, key))
-        if answers is not None:
-            if not answers:
-                return None
-            if len(answers) == 1:
-                if isinstance(answers[0], BaseException):
-                    raise answers[0]
-                return answers[0]
-            return self._merge(answers, path)
-        futures = self._futures(record_type, key)
-        if not futures:
+        is known: a field resolver returning it completes without an await.
+
+        Every answer of the request is kept per (record type, key), whichever
+        way it was read (prefetched, batched by a DataLoader, primed from a
+        search hit), so one subject met at several places of an operation is
+        read once and every place gets the same answer; a place that comes
+        while the read is under way waits for it."""
+        answers = self._answers.get((record_type, key))
+        if answers is None:
+            answers = self._answers[(record_type, key)] = [
+                _Pending(self.loader(source, record_type).load(key))
+                for source in self._sources(record_type, key)
+            ]
+            for pending in answers:
+                pending.future.add_done_callback(self._settler(answers))
+        pending = [a.future for a in answers if type(a) is _Pending]
+        if pending:
+            return self._after(pending, record_type, key, path)
+        return self._answer(answers, path)
+
+    def _answer(self, answers: list[Any], path: Any) -> Any:
+        if not answers:
             return None
-        if len(futures) == 1:
-            return futures[0]
-        return self._merged(futures, path)
+        if len(answers) == 1:
+            if isinstance(answers[0], BaseException):
+                raise answers[0]
+            return answers[0]
+        return self._merge(answers, path)
+
+    async def _after(self, pending: list[asyncio.Future], record_type: str, key: Any,
+                     path: Any) -> Any:
+        await asyncio.gather(*pending, return_exceptions=True)
+        return self._answer(self._answers[(record_type, key)], path)
+
+    @staticmethod
+    def _settler(answers: list[Any]) -> Any:
+        """A done-callback putting a DataLoader future's outcome in its place
+        (it runs before anything awaiting the future resumes)."""
+        def settle(future: asyncio.Future) -> None:
+            for index, answer in enumerate(answers):
+                if type(answer) is _Pending and answer.future is future:
+                    answers[index] = _outcome(future)
+        return settle
 
     async def prefetch(self, record_types: Sequence[str], keys: Sequence[Any]) -> None:
         """Read ``record_types`` for ``keys`` (distinct) now, every source and
         batch at once, and keep each key's answers (a failure included, for its
         fields to report): ``value`` then returns them without an await. The
         keys are known, so the batch functions are called directly, in
-        batches of at most ``max_batch_keys``, without a DataLoader."""
-        calls: list[tuple[str, int, list[Any], Any]] = []
+        batches of at most ``max_batch_keys``, without a DataLoader. Keys
+        already read or being read are not read again: this waits for them."""
+        waiting: list[asyncio.Future] = []
         for record_type in record_types:
-            fresh = [key for key in keys if (record_type, key) not in self._prefetched]
             by_source: dict[Connector, list[Any]] = {}
-            for key in fresh:
+            for key in keys:
+                answers = self._answers.get((record_type, key))
+                if answers is not None:
+                    waiting.extend(a.future for a in answers if type(a) is _Pending)
+                    continue
                 sources = self._sources(record_type, key)
-                self._prefetched[(record_type, key)] = [None] * len(sources)
+                self._answers[(record_type, key)] = [None] * len(sources)
                 for source in sources:
                     by_source.setdefault(source, []).append(key)
             for source, source_keys in by_source.items():
@@ -130,14 +162,24 @@ class Loaders:
                 position = self._sources(record_type, source_keys[0]).index(source)
                 for start in range(0, len(source_keys), self._max_batch_keys):
                     chunk = source_keys[start:start + self._max_batch_keys]
-                    calls.append((record_type, position, chunk, batch(chunk)))
-        results = await asyncio.gather(*(call[3] for call in calls), return_exceptions=True)
-        for (record_type, position, chunk, _), result in zip(calls, results):
+                    task = asyncio.ensure_future(batch(chunk))
+                    task.add_done_callback(self._chunk_settler(record_type, position, chunk))
+                    for key in chunk:
+                        self._answers[(record_type, key)][position] = _Pending(task)
+                    waiting.append(task)
+        if waiting:
+            await asyncio.gather(*waiting, return_exceptions=True)
+
+    def _chunk_settler(self, record_type: str, position: int, chunk: list[Any]) -> Any:
+        """A done-callback putting each key's answer of a batch call in its place."""
+        def settle(task: asyncio.Future) -> None:
+            result = _outcome(task)
             if not isinstance(result, BaseException) and len(result) != len(chunk):
                 result = TypeError(f"a batch of {len(chunk)} keys returned {len(result)} values")
             for index, key in enumerate(chunk):
                 answer = result if isinstance(result, BaseException) else result[index]
-                self._prefetched[(record_type, key)][position] = answer
+                self._answers[(record_type, key)][position] = answer
+        return settle
 
     def _sources(self, record_type: str, key: Any) -> list[Connector]:
         """The sources asked for ``key``'s ``record_type``, in merge order."""
@@ -147,13 +189,6 @@ class Loaders:
                 return []
             return [source]
         return list(self._registry.serving(record_type, self._with_partners))
-
-    def _futures(self, record_type: str, key: Any) -> list[asyncio.Future]:
-        return [self.loader(source, record_type).load(key)
-                for source in self._sources(record_type, key)]
-
-    async def _merged(self, loads: list[Any], path: Any) -> list[Any]:
-        return self._merge(await asyncio.gather(*loads, return_exceptions=True), path)
 
     def _merge(self, results: list[Any], path: Any) -> list[Any]:
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -167,8 +202,28 @@ class Loaders:
                 for record in result]
 
     def prime_local(self, record_type: str, key: Any, value: Any) -> None:
-        """Seed the local source's loader with a value already read (a search hit)."""
-        self.loader(self._registry.local(record_type), record_type).prime(key, value)
+        """Keep a value the local source already returned (a search hit) as
+        ``key``'s answer, unless the key's answer is read already or it comes
+        from another source."""
+        if (record_type, key) not in self._answers and \
+                self._sources(record_type, key) == [self._registry.local(record_type)]:
+            self._answers[(record_type, key)] = [value]
+
+
+class _Pending:
+    """An answer still being read: ``future``'s outcome, once it is done."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future) -> None:
+        self.future = future
+
+
+def _outcome(future: asyncio.Future) -> Any:
+    """A done future's result, or its exception."""
+    if future.cancelled():
+        return asyncio.CancelledError()
+    return future.exception() or future.result()
 
 
 def _resolved(value: Any) -> asyncio.Future:

@@ -56,10 +56,30 @@ class Plan:
     denied: list[DeniedField] = field(default_factory=list)
     order: dict[Path, list[str]] = field(default_factory=dict)  # response keys per parent
     selected: set[str] = field(default_factory=set)  # permitted coordinates the operation uses
+    # Every permitted field the operation selects: (parent path, response key,
+    # its coordinates, whether it selects sub-fields), for ``released``.
+    fields: list[tuple[Path, str, frozenset[str], bool]] = field(default_factory=list)
     reusable: bool = False  # the same for every request with this text, operation and purpose
 
     def denied_coordinates(self) -> list[str]:
         return sorted({d.coordinate for d in self.denied})
+
+    def released(self, data: dict[str, Any] | None) -> set[str]:
+        """The permitted coordinates ``data`` holds a value of: a field
+        selecting sub-fields counts where it is not null in at least one
+        place, any other field where its parent object was returned. Costs a
+        walk of the objects of ``data``: call it when some field failed."""
+        if data is None:
+            return set()
+        released: set[str] = set()
+        objects_at: dict[Path, list[dict]] = {}
+        for parent, key, coordinates, is_object in self.fields:
+            objects = objects_at.get(parent)
+            if objects is None:
+                objects = objects_at[parent] = [obj for obj, _ in _objects_at(data, parent, [])]
+            if any(obj.get(key) is not None if is_object else key in obj for obj in objects):
+                released |= coordinates
+        return released
 
 
 def is_included(node: Any, variables: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
@@ -112,8 +132,6 @@ class _Planner:
 
     def _denied(self, type_: Any, name: str) -> str | None:
         """The first coordinate the purpose may not use for field ``name`` on ``type_``."""
-        if name.startswith("__"):
-            return None
         for object_type in self._possible_types(type_):
             coordinate = f"{object_type.name}.{name}"
             if not self.decision.permits(coordinate):
@@ -123,6 +141,8 @@ class _Planner:
     def walk(self, selection_set: SelectionSetNode, type_: Any, path: Path,
              included: bool) -> SelectionSetNode:
         """Record denied fields under ``path``; return the selection set without them."""
+        if type_.name.startswith("__"):
+            return selection_set  # introspection (a fragment on __Type...): not data, never denied
         kept, changed = [], False
         order = self.plan.order.setdefault(path, []) if included else []
         for selection in selection_set.selections:
@@ -133,12 +153,18 @@ class _Planner:
                 key = (selection.alias or selection.name).value
                 if visible and key not in order:
                     order.append(key)
+                if selection.name.value.startswith("__"):
+                    kept.append(selection)  # introspection: not data, never denied
+                    continue
                 denied = self._denied(type_, selection.name.value)
-                if visible and denied is None and not selection.name.value.startswith("__"):
-                    self.plan.selected.update(
+                if visible and denied is None:
+                    coordinates = frozenset(
                         f"{t.name}.{selection.name.value}" for t in self._possible_types(type_)
                         if selection.name.value in t.fields
                     )
+                    self.plan.selected.update(coordinates)
+                    self.plan.fields.append(
+                        (path, key, coordinates, selection.selection_set is not None))
                 if denied is not None:
                     changed = True
                     if visible:
@@ -332,6 +358,8 @@ class PurposePolicy(SchemaExtension):
         result = execution.result
         if not isinstance(result, ExecutionResult):
             return
+        if plan is not None:  # some field failed: only what came back with data was released
+            context.released = plan.released(result.data) if result.errors else plan.selected
         if plan is not None and plan.denied:
             errors = restore_denied(plan, result.data, context.purpose)
             result.errors = [*(result.errors or []), *errors]

@@ -24,8 +24,8 @@ class RequestContext:
     that purpose, ``today`` the date row rules are evaluated on. ``loaders``
     are this request's DataLoaders; ``sources`` the process's connectors (for
     calls that are not batched, such as a name search). ``denied_fields``,
-    ``authorizations_used`` and ``loaders.withheld`` record what the policy
-    did, for the response and the audit trail; ``subjects`` are the
+    ``authorizations_used``, ``released`` and ``loaders.withheld`` record
+    what the policy did, for the response and the audit trail; ``subjects`` are the
     organizations and (hashed) persons the request asked about, ``plan`` the
     enforcement plan of the operation (``plans``: the app's plans of
     operations seen before), ``recorder`` writes its audit record.
@@ -47,6 +47,7 @@ class RequestContext:
     started: float  # time.perf_counter() when the request arrived
     on_behalf_of: str | None = None  # the organization a partner city asks for
     plan: Plan | None = None
+    released: set[str] = field(default_factory=set)  # coordinates returned with data
     rejected: bool = False
     subjects: set[str] = field(default_factory=set)
     denied_fields: list[str] = field(default_factory=list)

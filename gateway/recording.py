@@ -56,7 +56,7 @@ class AuditRecorder:
     def entry_for(self, context: Any, result: Any) -> AuditEntry:
         plan = context.plan
         denied = set(context.denied_fields)
-        released = (plan.selected if plan is not None else set()) - denied
+        released = context.released - denied
         data = getattr(result, "data", None)
         errors = getattr(result, "errors", None) or []
         if context.rejected:

@@ -281,6 +281,30 @@ def test_fail_closed_when_the_audit_database_goes_away(demo_settings, population
         assert verify(direct).ok
 
 
+def test_a_failing_source_releases_nothing_of_its_fields(settings, population, monkeypatch):
+    firm, in_arrears = population.showcase["tax_d"], population.showcase["tax_arrears"]
+    query = """query($u: USCC!, $l: [USCC!]!) {
+      entity(uscc: $u) { registration { name } taxRatings { grade provenance { source } } }
+      entities(usccs: $l) { taxArrears { amount } } }"""
+    with Gateway(settings) as gateway:
+        (tax,) = gateway.registry.serving("tax_ratings")
+
+        async def down(keys):
+            from gateway.errors import SourceUnavailable
+            raise SourceUnavailable(tax.id, "tax database down")
+
+        monkeypatch.setattr(tax, tax.record_types["tax_ratings"], down)
+        _, response = ask(gateway, query, SUPERVISOR, u=firm.uscc, l=[in_arrears.uscc])
+    body = response.json()
+    assert body["data"]["entity"]["taxRatings"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["SOURCE_UNAVAILABLE"]
+    (record,) = trail(settings)
+    assert record.entry.outcome == "partial"
+    assert set(record.entry.released) == {
+        "Query.entity", "Query.entities", "Entity.registration", "Registration.name",
+        "Entity.taxArrears", "TaxArrear.amount"}
+
+
 def test_an_enterprise_reads_who_looked_at_it_and_nobody_else(settings, population):
     own = population.showcase["clean"]
     other = population.showcase["penalty_minor"]
@@ -299,7 +323,8 @@ def test_an_enterprise_reads_who_looked_at_it_and_nobody_else(settings, populati
     events = entity["accessHistory"]["events"]
     assert [e["organization"] for e in events] == ["中国工商银行股份有限公司惠州分行", "信用惠州网"]
     assert events[0]["purpose"] == {"code": "FINANCING", "name": "融资授信"}
-    assert events[0]["categories"] == ["纳税信用等级"] and events[0]["outcome"] == "partial"
+    # The bank had no authorization: its request was recorded, but no tax data left.
+    assert events[0]["categories"] == [] and events[0]["outcome"] == "partial"
     assert events[1]["categories"] == ["行政处罚信息"]
     assert theirs.json()["data"] is None
     assert theirs.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN_FOR_PURPOSE"

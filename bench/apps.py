@@ -16,18 +16,17 @@ def gateway_app_without_policy_and_audit():
     """Benchmark only (workload 4): the gateway with its schema's purpose-policy
     and audit-trail extensions left out, to show what they cost. Never served
     otherwise: the real app cannot be configured this way."""
-    from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+    from strawberry.extensions import ParserCache, ValidationCache
     from strawberry.schema.config import StrawberryConfig
 
     import gateway.app
     from resolvers.query import Query
     from resolvers.scalars import SCALAR_MAP
-    from resolvers.schema import GatewaySchema, is_internal
+    from resolvers.schema import GatewaySchema
 
     gateway.app.schema = GatewaySchema(
         query=Query,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        extensions=[ParserCache, ValidationCache,
-                    lambda: MaskErrors(should_mask_error=is_internal, error_message="Internal error.")],
+        extensions=[ParserCache, ValidationCache],
     )
     return create_app(load_settings(os.environ["BENCH_CONFIG"]))

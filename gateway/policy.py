@@ -100,7 +100,9 @@ class Decision:
     authorized: Mapping[str, str]  # coordinate -> data category needing the subject's authorization
     masks: Mapping[str, MaskRule]  # coordinate -> mask applied for this purpose
     row_filters: Mapping[str, RowFilter]  # record type -> filter
-    authorization_by_record_type: Mapping[str, str] = field(default_factory=dict)
+    # (type, record type) of a source-backed field -> the category it needs
+    # the subject's authorization for: decided per field, as the catalog is.
+    authorization_by_field: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def permits(self, coordinate: str) -> bool:
         return coordinate in self.allowed or coordinate in self.authorized
@@ -131,12 +133,12 @@ def decide(catalog: Catalog, purpose: str, record_types: Mapping[str, str]) -> D
             row_filters[record_type] = RowFilter(
                 tuple(rid for rid, _ in active), tuple(keep for _, keep in active)
             )
-    by_record_type = {
-        record_types[c]: category for c, category in authorized.items() if c in record_types
+    by_field = {
+        (c.split(".", 1)[0], record_types[c]): category
+        for c, category in authorized.items() if c in record_types
     }
     return Decision(
-        catalog.purposes[purpose], frozenset(allowed), authorized, masks, row_filters,
-        by_record_type,
+        catalog.purposes[purpose], frozenset(allowed), authorized, masks, row_filters, by_field,
     )
 
 

@@ -26,23 +26,25 @@ from resolvers.scalars import USCC, ResidentId
 RECORD_TYPE = "record_type"  # metadata key of source-backed fields
 
 
-def from_source(record_type: str, returns: Any, key: str, description: str) -> Any:
-    """A field resolved by the DataLoader of ``record_type`` with the subject's ``key``.
+def from_source(owner: str, record_type: str, returns: Any, key: str, description: str) -> Any:
+    """A field of type ``owner`` resolved by the DataLoader of ``record_type``
+    with the subject's ``key``.
 
     The resolver is synchronous: it returns the value when it was prefetched,
     else the loader's future, which graphql-core awaits, so siblings backed by
     different sources run concurrently and no coroutine is created per field.
-    Only where the purpose needs the subject's authorization for the record
-    type does it await the authorization first.
+    Only where the purpose needs the subject's authorization for this field
+    does it await the authorization first.
     """
+    gate = (owner, record_type)
 
     def resolve(root: Any, info: strawberry.Info) -> Any:
         context = info.context
-        category = context.decision.authorization_by_record_type.get(record_type)
+        category = context.decision.authorization_by_field.get(gate)
         if category is None:
             return context.loaders.value(record_type, getattr(root, key), info.path)
         return load_if_authorized(
-            context, record_type, getattr(root, key), category, f"Entity.{info.field_name}",
+            context, record_type, getattr(root, key), category, f"{owner}.{info.field_name}",
             info.path,
         )
 
@@ -56,7 +58,8 @@ async def load_if_authorized(
     context: Any, record_type: str, uscc: str, category: str, coordinate: str, path: Any
 ) -> Any:
     """Load ``record_type`` only when the subject has authorized the caller's
-    organization to see ``category`` for the declared purpose, today."""
+    organization to see ``category`` for the declared purpose, today; else
+    the field ``coordinate`` is denied."""
     grantee = context.client.organization_code
     authorizations = await context.loaders.load(rt.AUTHORIZATIONS, uscc)
     for authorization in authorizations:
@@ -64,11 +67,13 @@ async def load_if_authorized(
             context.authorizations_used.add(authorization.number)
             return await context.loaders.load(record_type, uscc, path)
     context.denied_fields.append(coordinate)
+    subject = "the enterprise's" if coordinate.startswith("Entity.") else "the data subject's"
     raise ForbiddenForPurpose(
-        f"{context.purpose} needs the enterprise's valid authorization of "
+        f"{context.purpose} needs {subject} valid authorization of "
         f"{context.client.organization} to see {category} data",
         context.purpose,
         reason="NO_SUBJECT_AUTHORIZATION",
+        field=coordinate,
     )
 
 
@@ -94,18 +99,18 @@ async def prefetch(info: strawberry.Info, usccs: list[str]) -> None:
         if node.selection_set is not None:
             collect(node.selection_set)
     context = info.context
-    gated = context.decision.authorization_by_record_type
+    gated = context.decision.authorization_by_field
     record_types = [record_type for name, record_type in _ENTITY_RECORD_TYPES.items()
-                    if name in names and record_type not in gated]
+                    if name in names and ("Entity", record_type) not in gated]
     await context.loaders.prefetch(record_types, usccs)
 
 
 def _entity_field(record_type: str, returns: Any, description: str) -> Any:
-    return from_source(record_type, returns, "uscc", description)
+    return from_source("Entity", record_type, returns, "uscc", description)
 
 
 def _person_field(record_type: str, returns: Any, description: str) -> Any:
-    return from_source(record_type, returns, "id_number", description)
+    return from_source("Person", record_type, returns, "id_number", description)
 
 
 @strawberry.type(description="An organization's credit record across all sources, keyed by its USCC.")

@@ -7,7 +7,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
@@ -24,6 +24,9 @@ from resolvers.scalars import SCALAR_MAP
 log = logging.getLogger("gateway.requests")
 
 
+INTERNAL_ERROR = "Internal error."
+
+
 def is_internal(error: GraphQLError) -> bool:
     """Mask errors raised by our own code unless they are meant for clients.
     Syntax, validation and input-coercion errors (no original error, or a
@@ -32,9 +35,31 @@ def is_internal(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, (ClientError, GraphQLError))
 
 
+def internal_error(request_id: str | None, error: GraphQLError | None = None) -> GraphQLError:
+    """What a client sees of an unexpected failure: no message of ours, the
+    request id to quote, and where in the response it happened."""
+    extensions: dict[str, Any] = {"code": "INTERNAL_SERVER_ERROR"}
+    if request_id:
+        extensions["requestId"] = request_id
+    if error is None:
+        return GraphQLError(INTERNAL_ERROR, extensions=extensions)
+    return GraphQLError(INTERNAL_ERROR, nodes=error.nodes, source=error.source,
+                        positions=error.positions, path=error.path, extensions=extensions)
+
+
 class GatewaySchema(strawberry.Schema):
     """Logs what clients did wrong or what the policy refused in one line, and
-    keeps tracebacks for the errors that are the gateway's own."""
+    keeps tracebacks for the errors that are the gateway's own; those reach
+    the client as ``Internal error.`` with the request id, wherever they were
+    raised (a resolver, the parser's caller, planning, an extension)."""
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        result = await super().execute(*args, **kwargs)
+        if result.errors and any(is_internal(error) for error in result.errors):
+            request_id = getattr(kwargs.get("context_value"), "request_id", None)
+            result.errors = [internal_error(request_id, error) if is_internal(error) else error
+                             for error in result.errors]
+        return result
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         unexpected = []
@@ -58,7 +83,6 @@ def build_schema() -> strawberry.Schema:
             ValidationCache,
             PurposePolicy,
             AuditTrail,
-            lambda: MaskErrors(should_mask_error=is_internal, error_message="Internal error."),
         ],
     )
 

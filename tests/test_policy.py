@@ -106,13 +106,14 @@ def test_resident_ids_are_masked_unless_the_purpose_needs_the_full_number(policy
     assert not set(decision.masks) - MASKED_FIELDS
 
 
-def test_financing_gates_authorized_record_types_by_category(policy):
+def test_financing_gates_authorized_fields_by_category(policy):
     decision = policy.decisions["FINANCING"]
-    assert decision.authorization_by_record_type == {
-        "tax_ratings": "tax", "tax_arrears": "tax", "social_insurance": "social_insurance",
-        "environmental_ratings": "environment",
+    assert decision.authorization_by_field == {
+        ("Entity", "tax_ratings"): "tax", ("Entity", "tax_arrears"): "tax",
+        ("Entity", "social_insurance"): "social_insurance",
+        ("Entity", "environmental_ratings"): "environment",
     }
-    assert all(not d.authorization_by_record_type
+    assert all(not d.authorization_by_field
                for p, d in policy.decisions.items() if p != "FINANCING")
 
 

@@ -1,0 +1,46 @@
+"""Anything unexpected, wherever it is raised, reaches the client as
+``Internal error.`` with the request id, and is logged with its traceback."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import gateway.enforcement
+import gateway.recording
+from tests.gateway_fixtures import Gateway
+
+SECRET = "postgresql://gw:hunter2@10.0.0.1/credit"
+# Asked by the public portal: socialInsurance is denied, so every stage runs.
+QUERY = "query($u: USCC!) { entity(uscc: $u) { registration { name } socialInsurance { period } } }"
+PUBLIC = ("xinyong-huizhou", "PUBLIC_DISCLOSURE")
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError(SECRET)
+
+
+STAGES = {
+    "planning": (gateway.enforcement, "plan_operation"),
+    "restoring denied fields": (gateway.enforcement, "restore_denied"),
+    "building the audit record": (gateway.recording.AuditRecorder, "entry_for"),
+}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_an_exception_in_each_stage_is_masked_and_logged(
+        demo_settings, population, monkeypatch, caplog, stage):
+    owner, name = STAGES[stage]
+    monkeypatch.setattr(owner, name, _boom)
+    caplog.set_level(logging.ERROR)
+    with Gateway(demo_settings) as gateway:
+        response = gateway.post(QUERY, PUBLIC, headers={"X-Request-Id": "req-0123456789"},
+                                u=population.showcase["clean"].uscc)
+    body = response.json()
+    assert SECRET not in response.text
+    assert body["data"] is None
+    assert body["errors"] == [{"message": "Internal error.", "extensions": {
+        "code": "INTERNAL_SERVER_ERROR", "requestId": "req-0123456789"}}]
+    logged = [r for r in caplog.records if r.exc_info and SECRET in str(r.exc_info[1])]
+    assert logged, "the traceback is logged"

@@ -157,7 +157,12 @@ class MarketRegulationConnector(SqlConnector):
 
     async def search_by_name(self, text: str, after: str | None, limit: int) -> list[Registration]:
         """At most ``limit`` registrations whose name contains ``text``,
-        ordered by USCC, starting after the USCC ``after``."""
+        ordered by USCC, starting after the USCC ``after``. ``%``, ``_`` and
+        the escape character are literal (``ESCAPE '/'`` on every engine).
+        No name holds a NUL: SQLite's LIKE would read its pattern only up to
+        one (so match every name), PostgreSQL refuse it, so none is asked."""
+        if "\x00" in text:
+            return []
         t = registrations
         statement = (
             sa.select(t)

@@ -8,17 +8,24 @@ import gc
 import re
 import time
 import uuid
+from http import HTTPStatus
+from typing import Any
 from urllib.parse import unquote
 from collections.abc import AsyncIterator
 from datetime import date
 
 import orjson
+from cross_web import HTTPException
+from graphql import GraphQLError, OperationDefinitionNode
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.extensions import ParserCache
+from strawberry.http import GraphQLRequestData
+from strawberry.types.unset import UNSET
 
 from gateway.auth import TokenVerifier
 from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, SourceCall
@@ -94,6 +101,62 @@ class GatewayGraphQL(GraphQL):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    # Refusing input cleanly (issue #10). Strawberry answers a request it cannot
+    # parse with a plain-text HTTPException, fails with a 500 on a JSON body that
+    # is not an object, and runs the first operation of a document when no
+    # operationName is given. Here every such request is a 400 with a GraphQL
+    # error body and the request id, and no operation runs.
+
+    _JSON_KINDS = {str: "a string", type(None): "null", bool: "a boolean",
+                   int: "a number", float: "a number"}
+    # The module-level LRU the schema's ParserCache uses (same default size):
+    # the document parsed here is the one execution finds in the cache.
+    _parse = staticmethod(ParserCache().cached_parse_document)
+
+    def parse_json(self, data: str | bytes) -> object:
+        value = super().parse_json(data)
+        if not isinstance(value, (dict, list)):  # a list: batching refuses it
+            kind = self._JSON_KINDS.get(type(value), "not an object")
+            raise HTTPException(400, f"The request body must be a JSON object, got {kind}")
+        return value
+
+    async def execute_single(self, *, request_data: GraphQLRequestData, **kwargs: Any) -> Any:
+        name, query = request_data.operation_name, request_data.query
+        if name is not None and not isinstance(name, str):
+            raise HTTPException(400, "The GraphQL operation's `operationName` must be a "
+                                     "string or null, if provided.")
+        try:
+            document = self._parse(query) if isinstance(query, str) and query else None
+        except GraphQLError:
+            document = None  # execution reports the syntax error
+        if document is not None:
+            names = [d.name.value if d.name else None for d in document.definitions
+                     if isinstance(d, OperationDefinitionNode)]
+            if name is None and len(names) > 1:
+                raise RequestRejected(
+                    400, "OPERATION_NAME_REQUIRED",
+                    "Must provide operation name if query contains multiple operations.",
+                )
+            if name is not None and name not in names:
+                raise RequestRejected(400, "UNKNOWN_OPERATION_NAME",
+                                      f'Unknown operation named "{name}".')
+        return await super().execute_single(request_data=request_data, **kwargs)
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as exc:
+            status = HTTPStatus(exc.status_code)
+            code = "BAD_REQUEST" if status is HTTPStatus.BAD_REQUEST else status.name
+            refused = RequestRejected(exc.status_code, code, exc.reason)
+        except RequestRejected as exc:
+            refused = exc
+        response = refused.response()
+        request_id = getattr(request.state, "request_id", None)
+        if request_id is not None:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
 
 
 class AuthenticatedGraphQL:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Optional
 
 import strawberry
@@ -15,6 +16,10 @@ from resolvers.entity import Entity, Person, prefetch
 from resolvers.scalars import USCC, ResidentId
 
 MIN_SEARCH_TEXT = 2
+# Controls (Cc: NUL cut SQLite's LIKE pattern short, so matched every name),
+# invisible format characters (Cf: zero-width, bidirectional, BOM) and lone
+# surrogates (Cs): no registered name is searched for with them.
+REFUSED_IN_SEARCH = frozenset({"Cc", "Cf", "Cs"})
 
 
 def own_subject_only(info: strawberry.Info, field: str) -> None:
@@ -84,6 +89,10 @@ class Query:
     ) -> EntitySearchPage:
         own_subject_only(info, "searchEntities")
         text = name.strip()
+        refused = next((c for c in text if unicodedata.category(c) in REFUSED_IN_SEARCH), None)
+        if refused is not None:
+            raise InvalidInput("name must not contain control or invisible format characters, "
+                               f"got U+{ord(refused):04X}")
         if len(text) < MIN_SEARCH_TEXT:
             raise InvalidInput(f"name must have at least {MIN_SEARCH_TEXT} characters")
         limit = info.context.settings.max_search_page

@@ -14,6 +14,7 @@ from connectors.market import (
     registrations,
     serious_violations,
 )
+from gateway.codes import compose_uscc
 from resolvers.records import AbnormalOperationReason, EntityStatus
 from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
@@ -86,6 +87,56 @@ async def test_search_by_name_pages_by_code_and_escapes_wildcards(database_url):
         await connector.aclose()
     assert [r.uscc for r in first + second] == sorted([A, B])
     assert [r.uscc for r in percent] == [MISSING]
+
+
+# Each name holds one character LIKE (or an engine's default escape) treats
+# specially: searching for it, alone or between its neighbours, finds that name
+# only, and a search made of such characters that no name holds finds none.
+LITERAL_NAMES = {
+    "%": "惠州市100%纯电子有限公司",
+    "_": "惠州市A_B科技有限公司",
+    "\\": "惠州市C\\D贸易有限公司",  # the default escape of PostgreSQL and MariaDB
+    "/": "惠州市E/F物流有限公司",  # SQLAlchemy's autoescape character
+    "[": "惠州市[G]餐饮有限公司",  # a character class in some engines' LIKE
+    "'": "惠州市H'J咨询有限公司",
+}
+LITERAL_SEARCHES = {
+    **{c: c for c in LITERAL_NAMES},
+    "A_B": "_", "0%纯": "%", "C\\D": "\\", "E/F": "/", "[G]": "[",
+    "%%": None, "__": None, "\\%": None, "/%": None, "\\_": None, "/_": None,
+    "//": None, "\\\\": None, "%惠": None, "市_": None,
+}
+
+
+async def test_search_by_name_treats_wildcards_and_escapes_literally(database_url):
+    codes = {c: compose_uscc("91441302", f"3123456{i}") for i, c in enumerate(LITERAL_NAMES)}
+    plain = compose_uscc("91441302", "31234569")
+    connector = await connector_over(MarketRegulationConnector, database_url, metadata, {
+        registrations: [
+            *(registration_row(codes[c], qymc=name) for c, name in LITERAL_NAMES.items()),
+            registration_row(plain, qymc="惠州市普通有限公司"),
+        ],
+    })
+    try:
+        found = {text: [r.uscc for r in await connector.search_by_name(text, None, 20)]
+                 for text in LITERAL_SEARCHES}
+    finally:
+        await connector.aclose()
+    assert found == {text: [codes[c]] if c else [] for text, c in LITERAL_SEARCHES.items()}
+
+
+async def test_search_by_name_for_nul_matches_nothing(database_url):
+    # SQLite's LIKE stops reading its pattern at a NUL ('%' || '\0\0' || '%' is '%'),
+    # PostgreSQL refuses NUL in text: no stored name contains one.
+    connector = await connector_over(MarketRegulationConnector, database_url, metadata, {
+        registrations: [registration_row(A), registration_row(B, qymc="惠州另一家股份有限公司")],
+    })
+    try:
+        found = [await connector.search_by_name(text, after=None, limit=5)
+                 for text in ("\x00\x00", "惠州\x00", "\x00")]
+    finally:
+        await connector.aclose()
+    assert found == [[], [], []]
 
 
 async def test_list_entries_are_grouped_per_code(database_url):

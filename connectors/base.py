@@ -86,20 +86,26 @@ class Connector:
 
     def grouped(
         self, keys: Sequence[K], rows: Iterable[Any], key_of: Callable[[Any], K],
-        build: Callable[[Any], R],
+        build: Callable[[Any], R], skip_unmappable: bool = False,
     ) -> list[list[R]]:
         """``build`` each row into a record and group the records by ``key_of(row)``:
         one list per key, in key order. A row that ``build`` cannot map (a
         ``ValueError``, ``KeyError`` or ``TypeError`` from an unknown legacy code
-        or an unreadable date) makes the batch fail with ``BadSourceData``."""
+        or an unreadable date) makes the batch fail with ``BadSourceData``;
+        with ``skip_unmappable`` it is logged and left out instead (only for
+        records whose absence grants nothing, such as authorizations)."""
         groups: dict[K, list[R]] = {key: [] for key in keys}
-        try:
-            for row in rows:
-                bucket = groups.get(key_of(row))
-                if bucket is not None:
-                    bucket.append(build(row))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise self._bad_data(exc) from None
+        for row in rows:
+            bucket = groups.get(key_of(row))
+            if bucket is None:
+                continue
+            try:
+                bucket.append(build(row))
+            except (ValueError, KeyError, TypeError) as exc:
+                if not skip_unmappable:
+                    raise self._bad_data(exc) from None
+                log.warning("source %s: a record of %s left out, it cannot be interpreted: %r",
+                            self.id, key_of(row), exc)
         return [groups[key] for key in keys]
 
     def mapped(self, rows: Iterable[Any], build: Callable[[Any], R]) -> list[R]:

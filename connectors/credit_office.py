@@ -186,7 +186,6 @@ REPAIR_STATUS = {"0": RepairStatus.PENDING, "1": RepairStatus.APPROVED, "2": Rep
 # ``sqyt`` -> purpose code of the policy catalog; ``sjlb`` -> its data categories.
 AUTHORIZATION_PURPOSES = {"03": "FINANCING"}
 DATA_CATEGORIES = {"SW": "tax", "SB": "social_insurance", "HB": "environment"}
-PENALTY_RECORD_KIND = "行政处罚"  # ``xfdxlx`` of a repair of a penalty
 
 
 def _amount(value: Any) -> Decimal | None:
@@ -203,20 +202,8 @@ def _required_date(value: str | None) -> date:
 
 # Statements built once; ``fetch`` binds the batch's keys to ``KEYS``.
 _LICENCES = by_keys(licences, licences.c.xdr_dm, licences.c.xkjdrq.desc(), licences.c.id.desc())
-_APPROVED_REPAIRS = (
-    sa.select(repairs.c.dm, repairs.c.xfdxbh, sa.func.max(repairs.c.xfrq).label("xfrq"))
-    .where(repairs.c.dm.in_(KEYS), repairs.c.xfdxlx == PENALTY_RECORD_KIND, repairs.c.xfzt == "1")
-    .group_by(repairs.c.dm, repairs.c.xfdxbh)
-    .subquery()
-)
-_PENALTIES = (
-    sa.select(penalties, _APPROVED_REPAIRS.c.xfrq)
-    .select_from(penalties.outerjoin(_APPROVED_REPAIRS, sa.and_(
-        _APPROVED_REPAIRS.c.dm == penalties.c.xdr_dm,
-        _APPROVED_REPAIRS.c.xfdxbh == penalties.c.cfjdsh,
-    )))
-    .where(penalties.c.xdr_dm.in_(KEYS))
-    .order_by(penalties.c.cfjdrq.desc(), penalties.c.id.desc())
+_PENALTIES = by_keys(
+    penalties, penalties.c.xdr_dm, penalties.c.cfjdrq.desc(), penalties.c.id.desc()
 )
 _CREDIT_LISTS = by_keys(
     credit_lists, credit_lists.c.dm, credit_lists.c.lrrq.desc(), credit_lists.c.id.desc()
@@ -231,7 +218,7 @@ _AUTHORIZATIONS = by_keys(
 
 
 class CreditOfficeConnector(SqlConnector):
-    """Licences, penalties (with their repair date), red/black lists,
+    """Licences, penalties, red/black lists,
     commitments, repairs and financing authorizations, keyed by USCC;
     penalties also by resident ID."""
 
@@ -283,13 +270,12 @@ class CreditOfficeConnector(SqlConnector):
             issuing_organ=row.cfjg,
             issuing_organ_code=row.cfjgdm,
             reporting_department=row.sjly,
-            repaired_on=compact_date(row.xfrq),
             provenance=provenance,
         )
 
     async def load_penalties(self, codes: Sequence[str]) -> list[list[Penalty]]:
-        """Penalties with ``repaired_on`` from the subject's latest approved
-        repair of the same decision number, joined in the same statement."""
+        """Penalties, without their repair: the gateway links repairs of
+        any department's records (``repairs``) by decision number."""
         rows = await self.fetch(_PENALTIES, codes)
         provenance = self.provenance()
         return self.grouped(
@@ -346,8 +332,9 @@ class CreditOfficeConnector(SqlConnector):
     async def load_authorizations(self, usccs: Sequence[str]) -> list[list[Authorization]]:
         """Every authorization an enterprise granted, newest first, including
         expired and revoked ones: ``Authorization.covers`` decides for a day.
-        An unknown purpose or category code, or a missing or unreadable date,
-        is ``BadSourceData``: a policy reading it must then grant nothing."""
+        A row with an unknown purpose or category code, or a missing or
+        unreadable date, is logged and left out: it grants nothing, and the
+        enterprise's other authorizations still apply."""
         rows = await self.fetch(_AUTHORIZATIONS, usccs)
         return self.grouped(
             usccs, rows, lambda row: row.dm,
@@ -362,4 +349,5 @@ class CreditOfficeConnector(SqlConnector):
                 valid_to=_required_date(row.jzrq),
                 revoked_on=compact_date(row.cxrq),
             ),
+            skip_unmappable=True,
         )

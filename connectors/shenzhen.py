@@ -54,7 +54,7 @@ HOP_VALUE = "huizhou"
 FORBIDDEN = "FORBIDDEN_FOR_PURPOSE"
 # Options of each row-rule kind that name a record attribute the rule reads.
 RULE_ATTRIBUTES = {
-    "publicity_window": ("date", "severity", "repaired"),
+    "publicity_window": ("date", "severity", "ends", "repaired"),
     "active_period": ("removed", "expires"),
     "value_in": ("attribute",),
 }

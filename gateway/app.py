@@ -12,7 +12,6 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 from collections.abc import AsyncIterator
-from datetime import date
 
 import orjson
 from cross_web import HTTPException
@@ -27,6 +26,7 @@ from strawberry.extensions import ParserCache
 from strawberry.http import GraphQLRequestData
 from strawberry.types.unset import UNSET
 
+from gateway import clock
 from gateway.auth import TokenVerifier
 from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, SourceCall
 from gateway.audit import AuditStore
@@ -76,7 +76,7 @@ class GatewayGraphQL(GraphQL):
         request_id = request.state.request_id
         response.headers[REQUEST_ID_HEADER] = request_id
         decision = self.policy.decisions[caller.purpose]
-        today = date.today()
+        today = clock.china_today()
         return RequestContext(
             request_id=request_id,
             settings=self.settings,

@@ -50,9 +50,10 @@ LEGAL_BASES = ("public_information", "statutory_duty", "data_subject_request")
 ROW_RULE_KEYS: dict[str, dict[str, bool]] = {
     # key -> required?
     "publicity_window": {
-        "kind": True, "date": True, "severity": True, "repaired": False,
-        "max_days": True, "not_public": True, "public_purposes": True,
-        "default_severity": False, "exempt_purposes": True,
+        "kind": True, "date": True, "severity": True, "max_months": True,
+        "not_public": True, "public_purposes": True, "exempt_purposes": True,
+        "default_severity": False, "ends": False, "min_months": False,
+        "repaired": False, "repair_kinds": False, "reference": False,
     },
     "active_period": {"kind": True, "removed": True, "expires": False, "exempt_purposes": True},
     "value_in": {"kind": True, "attribute": True, "allowed": True},
@@ -130,6 +131,32 @@ def _purpose_set(where: str, key: str, value: Any, purposes: dict[str, Purpose])
     return frozenset(codes)
 
 
+def _months(section: str, key: str, value: Any) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value.values()
+    ):
+        raise ConfigurationError(f"{section}: {key} maps severities to whole months")
+    return dict(value)
+
+
+def _publicity_options(section: str, table: dict[str, Any], options: dict[str, Any]) -> None:
+    """Check a publicity window's options, in place in ``options``."""
+    options["max_months"] = _months(section, "max_months", table["max_months"])
+    options["min_months"] = _months(section, "min_months", table.get("min_months", {}))
+    for severity, months in options["min_months"].items():
+        if months > options["max_months"].get(severity, -1):
+            raise ConfigurationError(
+                f"{section}: min_months of {severity} must not exceed its max_months")
+    default = table.get("default_severity")
+    if default is not None and default not in options["max_months"]:
+        raise ConfigurationError(f"{section}: default_severity {default!r} has no max_months")
+    options["not_public"] = frozenset(_strings(section, "not_public", table["not_public"]))
+    options["repair_kinds"] = frozenset(
+        _strings(section, "repair_kinds", table.get("repair_kinds", [])))
+    if options["repair_kinds"] and not ("repaired" in table and "reference" in table):
+        raise ConfigurationError(f"{section}: repair_kinds needs repaired and reference")
+
+
 def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalog:
     """Validate a parsed catalog (not yet against the schema)."""
     strict_table(where, data, {"purposes", "items"}, {"masks", "rows"})
@@ -182,12 +209,7 @@ def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalo
             options["allowed"] = {p: frozenset(_strings(section, f"allowed.{p}", v))
                                   for p, v in allowed.items()}
         if table["kind"] == "publicity_window":
-            max_days = table["max_days"]
-            if not isinstance(max_days, dict) or not all(
-                isinstance(v, int) and v >= 0 for v in max_days.values()
-            ):
-                raise ConfigurationError(f"{section}: max_days maps severities to whole days")
-            options["not_public"] = frozenset(_strings(section, "not_public", table["not_public"]))
+            _publicity_options(section, table, options)
         rows[rule_id] = RowRule(rule_id, table["kind"], options)
 
     items = {}

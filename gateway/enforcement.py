@@ -247,7 +247,7 @@ def plan_operation(
 ) -> Plan | None:
     """The plan for the operation to be executed: the document without denied
     fields (the same document when nothing is denied). ``None`` when the
-    operation cannot be found: execution will report that."""
+    operation cannot be determined: nothing is executed then."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
         operations = [o for o in operations if o.name and o.name.value == operation_name]
@@ -338,6 +338,13 @@ class PurposePolicy(SchemaExtension):
                 if plan is not None and plan.reusable:
                     context.plans.put(key, plan)
         context.plan = plan
+        if document is not None and plan is None:  # never run what was not checked
+            execution.result = ExecutionResult(data=None, errors=[GraphQLError(
+                "the operation to run cannot be determined: name one of the document's operations",
+                extensions={"code": "OPERATION_NAME_REQUIRED"},
+            )])
+            yield
+            return
         if plan is not None and plan.denied and context.client.rejects_denied:
             context.rejected = True
             context.response.status_code = 403

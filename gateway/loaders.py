@@ -16,7 +16,7 @@ from aiodataloader import DataLoader
 from connectors import record_types as rt
 from connectors.base import Connector, SourceCall
 from gateway.errors import SourceError
-from gateway.policy import Decision, RowFilter
+from gateway.policy import Decision, PublicityWindow, RowFilter
 from gateway.sources import SourceRegistry
 
 
@@ -67,13 +67,34 @@ class Loaders:
         return loader
 
     def _batch(self, source: Connector, record_type: str) -> Any:
-        """``source``'s batch function for ``record_type``, row-filtered."""
+        """``source``'s batch function for ``record_type``: its records
+        prepared by their publicity window, then row-filtered."""
         self.sources_called.add(source.id)
         batch = source.batch_function(record_type, self.call)
+        window = self._decision.windows.get(record_type)
+        if window is not None:
+            batch = self._prepared(batch, window, window.repair_kinds and not source.is_partner)
         row_filter = self._decision.row_filters.get(record_type)
         if row_filter is not None:
             batch = self._filtered(batch, row_filter, record_type)
         return batch
+
+    def _prepared(self, batch: Any, window: PublicityWindow, link_repairs: bool) -> Any:
+        """``batch`` with each record's window end set and, for a local
+        source, its repair linked from the credit repairs of the same keys
+        (read once per key with any other use of them; when they cannot be
+        read, the batch fails: a record's repair cannot be ignored)."""
+        async def prepared_batch(keys: Sequence[Any]) -> list[Any]:
+            if link_repairs:
+                results, repairs = await asyncio.gather(batch(keys), asyncio.gather(
+                    *(self.load(rt.REPAIRS, key) for key in keys)))
+            else:
+                results, repairs = await batch(keys), ()
+            for index, records in enumerate(results):
+                window.prepare(records, repairs[index] if index < len(repairs) else ())
+            return results
+
+        return prepared_batch
 
     def _filtered(self, batch: Any, row_filter: RowFilter, record_type: str) -> Any:
         async def filtered_batch(keys: Sequence[Any]) -> list[Any]:

@@ -9,9 +9,10 @@ checked in memory by the enforcement extension and the loaders.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from enum import Enum
 from typing import Any
 
@@ -27,22 +28,90 @@ def _name(value: Any) -> Any:
     return value.name if isinstance(value, Enum) else value
 
 
+def add_months(day: date, months: int) -> date:
+    """The same day ``months`` calendar months later; the month's last day
+    where it has no such day (31 August + 6 months = 28 or 29 February)."""
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class PublicityWindow:
+    """A publicity window rule read from the catalog: the record's window
+    runs from its ``date`` for ``max_months`` of its severity, its last day
+    included, or until the end date the department gave (``ends``) where
+    that is earlier; a repair takes effect no earlier than ``min_months``."""
+
+    date_of: str
+    severity_of: str
+    default_severity: str | None
+    ends_of: str | None
+    max_months: Mapping[str, int]
+    min_months: Mapping[str, int]
+    repaired_of: str | None
+    repair_kinds: frozenset[str]
+    reference_of: str | None
+
+    @classmethod
+    def of(cls, rule: RowRule) -> PublicityWindow:
+        o = rule.options
+        return cls(o["date"], o["severity"], o.get("default_severity"), o.get("ends"),
+                   o["max_months"], o["min_months"], o.get("repaired"), o["repair_kinds"],
+                   o.get("reference"))
+
+    def severity(self, record: Any) -> str | None:
+        return _name(getattr(record, self.severity_of, None)) or self.default_severity
+
+    def ends_on(self, record: Any) -> date:
+        """The window's last day for ``record``."""
+        end = add_months(getattr(record, self.date_of), self.max_months[self.severity(record)])
+        declared = getattr(record, self.ends_of, None) if self.ends_of else None
+        return declared if declared is not None and declared < end else end
+
+    def repaired_from(self, record: Any) -> date | None:
+        """The day ``record``'s repair takes effect (``None``: not repaired)."""
+        repaired = getattr(record, self.repaired_of, None) if self.repaired_of else None
+        if repaired is None:
+            return None
+        earliest = add_months(getattr(record, self.date_of),
+                              self.min_months.get(self.severity(record), 0))
+        return max(repaired, earliest)
+
+    def prepare(self, records: Sequence[Any], repairs: Sequence[Any] = ()) -> None:
+        """Set on each record the window's end it is judged by (``ends``)
+        and, where the source gave none, its repair date from ``repairs``:
+        the latest approved repair of one of ``repair_kinds`` naming the
+        record's ``reference`` (a decision number)."""
+        repaired: dict[str, date] = {}
+        for repair in repairs:
+            if (repair.record_kind in self.repair_kinds and _name(repair.status) == "APPROVED"
+                    and repair.repaired_on is not None):
+                known = repaired.get(repair.record_reference)
+                if known is None or repair.repaired_on > known:
+                    repaired[repair.record_reference] = repair.repaired_on
+        for record in records:
+            if self.ends_of:
+                setattr(record, self.ends_of, self.ends_on(record))
+            if repaired and getattr(record, self.repaired_of) is None:
+                setattr(record, self.repaired_of,
+                        repaired.get(getattr(record, self.reference_of)))
+
+
 def _publicity_window(rule: RowRule, purpose: str) -> Keep | None:
     o = rule.options
     if purpose in o["exempt_purposes"]:
         return None
-    max_days = {severity: timedelta(days=days) for severity, days in o["max_days"].items()}
+    window = PublicityWindow.of(rule)
     hide_severities = o["not_public"] if purpose in o["public_purposes"] else frozenset()
-    date_of, severity_of, repaired_of = o["date"], o["severity"], o.get("repaired")
-    default = o.get("default_severity")
 
     def keep(record: Any, today: date) -> bool:
-        if repaired_of and getattr(record, repaired_of) is not None:
+        if window.severity(record) in hide_severities:
             return False
-        severity = _name(getattr(record, severity_of, None)) or default
-        if severity in hide_severities:
+        repaired = window.repaired_from(record)
+        if repaired is not None and repaired <= today:
             return False
-        return today <= getattr(record, date_of) + max_days[severity]
+        return today <= window.ends_on(record)
 
     return keep
 
@@ -103,6 +172,9 @@ class Decision:
     # (type, record type) of a source-backed field -> the category it needs
     # the subject's authorization for: decided per field, as the catalog is.
     authorization_by_field: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # record type -> its publicity window, for every purpose: the end date and
+    # repair each record is shown with (``PublicityWindow.prepare``).
+    windows: Mapping[str, PublicityWindow] = field(default_factory=dict)
 
     def permits(self, coordinate: str) -> bool:
         return coordinate in self.allowed or coordinate in self.authorized
@@ -139,7 +211,20 @@ def decide(catalog: Catalog, purpose: str, record_types: Mapping[str, str]) -> D
     }
     return Decision(
         catalog.purposes[purpose], frozenset(allowed), authorized, masks, row_filters, by_field,
+        publicity_windows(catalog, record_types),
     )
+
+
+def publicity_windows(catalog: Catalog, record_types: Mapping[str, str]) -> dict[str, PublicityWindow]:
+    """Record type -> the publicity window its fields' items apply."""
+    item_of = catalog.item_of()
+    windows = {}
+    for coordinate, record_type in record_types.items():
+        for rule_id in item_of[coordinate].rows if coordinate in item_of else ():
+            rule = catalog.rows[rule_id]
+            if rule.kind == "publicity_window":
+                windows[record_type] = PublicityWindow.of(rule)
+    return windows
 
 
 @dataclass(frozen=True, slots=True)

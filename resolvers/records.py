@@ -18,6 +18,16 @@ from resolvers.masking import masked_identifier
 from resolvers.scalars import USCC
 
 
+PUBLICITY_ENDS = (
+    "Last day of the record's publicity window (公示截止期), included: its maximum window in "
+    "calendar months from the decision date, or the department's earlier end date."
+)
+REPAIRED_ON = (
+    "Date of the approved credit repair of this record, if any; the repair takes effect no "
+    "earlier than the end of the minimum publicity window."
+)
+
+
 @strawberry.type(description="Where a record comes from and when it was read.")
 class Provenance:
     source: str = strawberry.field(description="Gateway id of the source, e.g. `hz-market`.")
@@ -178,6 +188,8 @@ class EnvironmentalPenalty(CreditRecord):
     fine: Decimal | None = strawberry.field(description="Fine in 万元 (10,000 CNY).")
     decided_on: date
     decided_by: str
+    publicity_ends_on: date | None = strawberry.field(default=None, description=PUBLICITY_ENDS)
+    repaired_on: date | None = strawberry.field(default=None, description=REPAIRED_ON)
 
 
 @strawberry.enum(description="Licence category (许可类别).")
@@ -240,14 +252,12 @@ class Penalty(CreditRecord):
     fine: Decimal | None = strawberry.field(description="Fine in 万元 (10,000 CNY).")
     confiscated: Decimal | None = strawberry.field(description="Confiscation in 万元.")
     decided_on: date
-    publicity_ends_on: date | None
+    publicity_ends_on: date | None = strawberry.field(description=PUBLICITY_ENDS)
     severity: Severity
     issuing_organ: str
     issuing_organ_code: str | None
     reporting_department: str
-    repaired_on: date | None = strawberry.field(
-        description="Date the record was credit-repaired, if it was."
-    )
+    repaired_on: date | None = strawberry.field(default=None, description=REPAIRED_ON)
 
 
 @strawberry.enum(description="Red list (守信激励) or black list (失信惩戒).")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from datetime import date
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,11 @@ from starlette.testclient import TestClient
 
 from demo.issuer import ensure_signing_key, issue_token
 from gateway.app import create_app
+from gateway.clock import china_today
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
 
-TODAY = date.today()  # row rules are evaluated on the real date
+TODAY = china_today()  # row rules are evaluated on the real date, in China
 DEMO_SIZE = 600
 DEMO_PERSONS = 40
 SOURCE_IDS = {"hz-market", "hz-tax", "hz-court", "hz-hrss", "hz-environment", "hz-credit"}

@@ -55,9 +55,10 @@ def test_denied_fields_are_null_with_errors_and_never_fetched(gateway, populatio
     }
     assert body["errors"][0]["message"] == (
         "Entity.socialInsurance may not be used for purpose PUBLIC_DISCLOSURE")
-    # Social insurance was never read; the credit office answered penalties only.
+    # Social insurance was never read; the credit office answered penalties and
+    # the repairs they are checked against (read for the rule, never released).
     assert counter.counts["hz-hrss"] == 0
-    assert counter.counts["hz-credit"] == 1
+    assert counter.counts["hz-credit"] == 2
     assert counter.counts["hz-market"] == 1
 
 
@@ -171,8 +172,10 @@ def test_several_operations_in_one_document_are_each_checked(gateway, population
             "query": document, "variables": {"u": uscc}, "operationName": operation_name},
             headers=_headers(gateway, PUBLIC)).json()
 
-    # Without a name the first operation runs (strawberry's rule), and is checked.
-    assert set(forbidden(run(None), "PUBLIC_DISCLOSURE")) == {("entity", "socialInsurance")}
+    # Without a name nothing runs (the GraphQL spec), before any source is asked.
+    unnamed = run(None)
+    assert "data" not in unnamed
+    assert unnamed["errors"][0]["extensions"]["code"] == "OPERATION_NAME_REQUIRED"
     assert set(forbidden(run("Private"), "PUBLIC_DISCLOSURE")) == {("entity", "socialInsurance")}
     public = run("Public")
     assert "errors" not in public and public["data"]["entity"]["uscc"] == uscc
@@ -331,3 +334,16 @@ def test_my_access_describes_the_callers_view(gateway):
     assert fields["Entity.repairs"]["access"] == "DENIED"
     assert fields["Entity.penalties"]["access"] == "ALLOWED"
     assert {"recordType": "penalties", "rules": ["penalty_publicity"]} in access["rowRules"]
+
+
+def test_an_operation_the_planner_cannot_determine_is_never_run(gateway, population, monkeypatch):
+    import gateway.enforcement as enforcement
+
+    monkeypatch.setattr(enforcement, "plan_operation", lambda *args: None)
+    counter = StatementCounter(gateway.registry)
+    response = gateway.post("query($u: USCC!) { entity(uscc: $u) { socialInsurance { period } } }",
+                            PUBLIC, u=population.showcase["clean"].uscc)
+    body = response.json()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "OPERATION_NAME_REQUIRED"
+    assert counter.total == 0

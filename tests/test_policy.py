@@ -13,7 +13,11 @@ import pytest
 from gateway.catalog import DEFAULT_CATALOG, load_catalog, parse_catalog
 from gateway.errors import ConfigurationError
 from gateway.policy import explain
-from resolvers.records import CreditListKind, FulfilmentStatus, Severity, TaxCreditGrade
+from gateway.policy import add_months
+from resolvers.records import (
+    CreditListKind, EnvironmentalCreditGrade, FulfilmentStatus, RepairStatus, Severity,
+    TaxCreditGrade,
+)
 from resolvers.schema import build_policy
 
 PURPOSES = ["PUBLIC_DISCLOSURE", "LICENSING_REVIEW", "JOINT_PUNISHMENT", "INCENTIVE_REVIEW",
@@ -138,12 +142,14 @@ LISTINGS = {
     "red": SimpleNamespace(removed_on=None, expires_on=None, kind=CreditListKind.RED),
 }
 RATINGS = {grade.name: SimpleNamespace(grade=grade) for grade in TaxCreditGrade}
+GREEN_CARDS = {grade.name: SimpleNamespace(grade=grade) for grade in EnvironmentalCreditGrade}
 COMMITMENTS = {status.name: SimpleNamespace(fulfilment=status) for status in FulfilmentStatus}
 SHARED_PENALTIES = {"minor_recent", "general_recent", "serious_2y"}
 
 LIST_FIELDS = {"penalties": "Entity.penalties", "credit_lists": "Entity.creditLists",
                "dishonest_debtors": "Entity.dishonestDebtorRecords",
-               "tax_ratings": "Entity.taxRatings", "commitments": "Entity.commitments"}
+               "tax_ratings": "Entity.taxRatings", "commitments": "Entity.commitments",
+               "environmental_ratings": "Entity.environmentalRatings"}
 # record type -> purpose -> records kept (purposes not listed keep what "*" says);
 # purposes that may not use the list at all are checked to have no filter.
 ROW_OUTCOMES = {
@@ -170,6 +176,12 @@ ROW_OUTCOMES = {
         "*": set(RATINGS),
     }),
     "commitments": (COMMITMENTS, {"INCENTIVE_REVIEW": {"KEPT"}, "*": set(COMMITMENTS)}),
+    # Red and black cards face joint punishment, green cards incentives.
+    "environmental_ratings": (GREEN_CARDS, {
+        "JOINT_PUNISHMENT": {"RED", "BLACK"},
+        "INCENTIVE_REVIEW": {"GREEN"},
+        "*": set(GREEN_CARDS),
+    }),
 }
 
 
@@ -205,6 +217,78 @@ def test_window_edges_are_inclusive_of_the_last_day(policy):
     last_day = penalty(Severity.GENERAL, 365)
     day_after = penalty(Severity.GENERAL, 366)
     assert row_filter.apply([last_day, day_after], TODAY) == ([last_day], 1)
+
+
+def test_windows_are_calendar_periods_with_their_last_day_included(policy):
+    window = policy.decisions["LICENSING_REVIEW"].windows["penalties"]
+    row_filter = policy.decisions["LICENSING_REVIEW"].row_filters["penalties"]
+    # Three years from 2024-01-10 cross 29 February 2024: 1,096 days.
+    serious = SimpleNamespace(severity=Severity.SERIOUS, decided_on=date(2024, 1, 10),
+                              publicity_ends_on=None, repaired_on=None)
+    window.prepare([serious])
+    assert serious.publicity_ends_on == date(2027, 1, 10) == date(2024, 1, 10) + timedelta(days=1096)
+    assert row_filter.apply([serious], date(2027, 1, 10)) == ([serious], 0)
+    assert row_filter.apply([serious], date(2027, 1, 11)) == ([], 1)
+    assert add_months(date(2024, 2, 29), 12) == date(2025, 2, 28)
+    assert add_months(date(2025, 8, 31), 6) == date(2026, 2, 28)
+    assert add_months(date(2025, 11, 30), 3) == date(2026, 2, 28)
+
+
+def test_a_department_end_date_counts_only_when_earlier(policy):
+    window = policy.decisions["LICENSING_REVIEW"].windows["penalties"]
+    earlier = SimpleNamespace(severity=Severity.GENERAL, decided_on=date(2026, 1, 5),
+                              publicity_ends_on=date(2026, 7, 5), repaired_on=None)
+    later = SimpleNamespace(severity=Severity.GENERAL, decided_on=date(2026, 1, 5),
+                            publicity_ends_on=date(2028, 1, 5), repaired_on=None)
+    window.prepare([earlier, later])
+    assert earlier.publicity_ends_on == date(2026, 7, 5)
+    assert later.publicity_ends_on == date(2027, 1, 5)
+    row_filter = policy.decisions["SUPERVISION"].row_filters["penalties"]
+    assert row_filter.apply([earlier, later], date(2026, 7, 6)) == ([later], 1)
+
+
+def general(decided: date, repaired: date | None):
+    return SimpleNamespace(severity=Severity.GENERAL, decided_on=decided, repaired_on=repaired,
+                           publicity_ends_on=None)
+
+
+def test_a_repair_takes_effect_no_earlier_than_the_minimum_window(policy):
+    row_filter = policy.decisions["LICENSING_REVIEW"].row_filters["penalties"]
+    too_early = general(date(2026, 10, 1), date(2026, 10, 15))  # minimum ends 2027-01-01
+    effective = general(date(2026, 8, 1), date(2026, 8, 15))  # minimum ended 2026-11-01
+    future = general(date(2026, 3, 1), date(2026, 12, 5))  # approved for a later day
+    kept, withheld = row_filter.apply([too_early, effective, future], TODAY)
+    assert kept == [too_early, future] and withheld == 1
+    assert row_filter.apply([too_early], date(2027, 1, 1)) == ([], 1)
+
+
+def repair(kind: str, reference: str, status: RepairStatus, repaired: date | None):
+    return SimpleNamespace(record_kind=kind, record_reference=reference, status=status,
+                           repaired_on=repaired)
+
+
+@pytest.mark.parametrize(("record_type", "field", "kind"), [
+    ("penalties", "Entity.penalties", "行政处罚"),
+    ("environmental_penalties", "Entity.environmentalPenalties", "环境行政处罚")])
+def test_every_penalty_like_record_is_linked_to_its_repair(policy, record_type, field, kind):
+    window = policy.decisions["SUPERVISION"].windows[record_type]
+    records = [SimpleNamespace(decision_number=n, severity=Severity.GENERAL,
+                               decided_on=date(2026, 3, 1), repaired_on=None,
+                               publicity_ends_on=None) for n in ("N1", "N2", "N3", "N4")]
+    window.prepare(records, [
+        repair(kind, "N1", RepairStatus.APPROVED, date(2026, 7, 1)),
+        repair(kind, "N1", RepairStatus.APPROVED, date(2026, 8, 1)),  # the latest counts
+        repair(kind, "N2", RepairStatus.REJECTED, None),
+        repair(kind, "N3", RepairStatus.PENDING, None),
+        repair("行政许可", "N4", RepairStatus.APPROVED, date(2026, 7, 1)),  # another kind
+    ])
+    assert [r.repaired_on for r in records] == [date(2026, 8, 1), None, None, None]
+    for purpose, decision in policy.decisions.items():
+        row_filter = decision.row_filters.get(record_type)
+        if purpose == "CREDIT_REPAIR_REVIEW":
+            assert row_filter is None  # sees repaired records
+        elif decision.permits(field):
+            assert records[0] not in row_filter.apply(records, TODAY)[0], purpose
 
 
 def test_explain_lists_every_field_once(policy):

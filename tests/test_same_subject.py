@@ -94,3 +94,19 @@ def test_lists_merged_from_partners_for_one_subject_twice(federated, dongguan, p
     data = body["data"]
     assert data["a"] == data["b"] == data["c"][0] == single["data"]["a"]
     assert "东莞" in {p["provenance"]["city"] for p in data["a"]["penalties"]}
+
+
+def test_repairs_are_read_once_for_every_record_linked_to_them(demo_settings, population):
+    uscc = population.showcase["penalty_repaired"].uscc
+    query = """query($u: USCC!) { entity(uscc: $u) { penalties { decisionNumber repairedOn }
+      environmentalPenalties { decisionNumber } repairs { recordReference status } } }"""
+    with Gateway(demo_settings) as gateway:
+        counter = StatementCounter(gateway.registry)
+        body = gateway.query(query, ("hz-credit-office", "CREDIT_REPAIR_REVIEW"), u=uscc)
+    assert "errors" not in body, body["errors"]
+    entity = body["data"]["entity"]
+    (repair,) = [r for r in entity["repairs"] if r["status"] == "APPROVED"]
+    (penalty,) = [p for p in entity["penalties"] if p["decisionNumber"] == repair["recordReference"]]
+    assert penalty["repairedOn"] is not None
+    assert counter.counts["hz-credit"] == 2  # penalties, and repairs once for all three uses
+    assert counter.counts["hz-environment"] == 1

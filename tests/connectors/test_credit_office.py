@@ -106,7 +106,7 @@ async def test_licences_are_mapped_newest_first(database_url):
     assert older.issuing_organ_code == ORGAN_CODE and older.reporting_department == ORGAN
 
 
-async def test_penalties_carry_their_approved_repair_only(database_url):
+async def test_penalties_in_the_order_of_the_keys_newest_first(database_url):
     connector = await connector_over(CreditOfficeConnector, database_url, metadata, {
         penalties: [
             penalty_row(A, "惠市监罚〔2025〕1号"),
@@ -116,12 +116,8 @@ async def test_penalties_carry_their_approved_repair_only(database_url):
                         gsjzq="20260115", yzcd="3"),
             penalty_row(PERSON, "惠市城管罚〔2025〕4号", xdr_mc="陈静", cflb="03"),
         ],
-        repairs: [
-            repair_row(A, "惠市监罚〔2025〕1号", "1", "20250912"),
-            repair_row(A, "惠市环罚〔2023〕3号", "2", None),  # rejected
-            repair_row(A, "惠市监罚〔2024〕2号", "1", "20240901", xfdxlx="行政许可"),  # other kind
-            repair_row(B, "惠市城管罚〔2025〕4号", "1", "20250910"),  # another subject
-        ],
+        # The gateway links repairs (policy.PublicityWindow.prepare), not the connector.
+        repairs: [repair_row(A, "惠市监罚〔2025〕1号", "1", "20250912")],
     })
     try:
         a, missing, person = await connector.load_penalties([A, MISSING, PERSON])
@@ -132,7 +128,7 @@ async def test_penalties_carry_their_approved_repair_only(database_url):
         "惠市监罚〔2025〕1号", "惠市监罚〔2024〕2号", "惠市环罚〔2023〕3号",
     ]
     general, minor, serious = a
-    assert general.repaired_on == date(2025, 9, 12)
+    assert all(p.repaired_on is None for p in a)
     assert general.penalty_types == [PenaltyType.FINE, PenaltyType.CONFISCATION]
     assert general.fine == Decimal("12.5") and general.confiscated == Decimal("0.35")
     assert general.decided_on == date(2025, 6, 2) and general.publicity_ends_on == date(2026, 6, 2)
@@ -262,16 +258,28 @@ async def test_authorization_covers_its_bank_categories_and_days_only(database_u
     (commitments, {"dm": A, "cnlx": "主动型", "cnsx": "x", "qsrq": "20250101", "lxzt": "3"},
      "load_commitments"),
     (repairs, repair_row(A, "x", "9", None), "load_repairs"),
-    (authorizations, authorization_row(A, "SQ1", sqyt="09"), "load_authorizations"),
-    (authorizations, authorization_row(A, "SQ1", sqyt="FI"), "load_authorizations"),
-    (authorizations, authorization_row(A, "SQ1", sjlb="SW,GJJ"), "load_authorizations"),
-    (authorizations, authorization_row(A, "SQ1", sjlb=""), "load_authorizations"),
-    (authorizations, authorization_row(A, "SQ1", jzrq=""), "load_authorizations"),
-    (authorizations, authorization_row(A, "SQ1", cxrq="20250230"), "load_authorizations"),
 ])
 async def test_unknown_legacy_code_is_bad_source_data(database_url, table, row, load):
     connector = await connector_over(CreditOfficeConnector, database_url, metadata, {table: [row]})
     await assert_bad_source_data(connector, load, [A])
+
+
+@pytest.mark.parametrize("bad", [
+    {"sqyt": "09"}, {"sqyt": "FI"}, {"sjlb": "SW,GJJ"}, {"sjlb": ""}, {"jzrq": ""},
+    {"cxrq": "20250230"},
+], ids=lambda bad: ",".join(f"{k}={v}" for k, v in bad.items()))
+async def test_an_unreadable_authorization_is_left_out_and_the_others_apply(
+        database_url, bad, caplog):
+    connector = await connector_over(CreditOfficeConnector, database_url, metadata, {
+        authorizations: [authorization_row(A, "SQ-BAD", **bad), authorization_row(A, "SQ-OK"),
+                         authorization_row(B, "SQ-B")],
+    })
+    try:
+        a, b = await connector.load_authorizations([A, B])
+    finally:
+        await connector.aclose()
+    assert [x.number for x in a] == ["SQ-OK"] and [x.number for x in b] == ["SQ-B"]
+    assert any("left out" in r.getMessage() and A in r.getMessage() for r in caplog.records)
 
 
 async def test_demo_rows_produce_each_case(tmp_path):
@@ -313,11 +321,10 @@ async def test_demo_rows_produce_each_case(tmp_path):
         assert (penalty.publicity_ends_on > today) is in_window and penalty.repaired_on is None
     repaired_penalty, age = only("penalty_repaired")
     assert repaired_penalty.severity is Severity.GENERAL and 120 <= age <= 300
-    assert repaired_penalty.decided_on + timedelta(days=92) <= repaired_penalty.repaired_on < today
     (repair,) = repaired["penalty_repaired"]
     assert repair.status is RepairStatus.APPROVED
     assert repair.record_reference == repaired_penalty.decision_number
-    assert repair.repaired_on == repaired_penalty.repaired_on
+    assert repaired_penalty.decided_on + timedelta(days=92) <= repair.repaired_on < today
     for case, kind in (("red_list", CreditListKind.RED), ("black_list", CreditListKind.BLACK)):
         (entry,) = lists[case]
         assert entry.kind is kind and entry.removed_on is None

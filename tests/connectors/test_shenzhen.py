@@ -15,7 +15,6 @@ import dataclasses
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -40,6 +39,7 @@ from demo.token_endpoint import token_route
 from gateway.app import create_app
 from gateway.audit import AuditStore
 from gateway.catalog import DEFAULT_CATALOG, load_catalog
+from gateway.clock import china_today
 from gateway.codes import complete_uscc
 from gateway.errors import BadSourceData, PartnerRefused, SourceUnavailable
 from gateway.policy import decide
@@ -49,7 +49,7 @@ from tests.connectors.http_server import LiveServer
 
 pytestmark = pytest.mark.anyio
 
-TODAY = date.today()  # Shenzhen evaluates its row rules on the real date
+TODAY = china_today()  # Shenzhen evaluates its row rules on the real date, in China
 SIZE, PERSONS = 60, 20
 SECRET = "huizhou-gateway-demo-secret"
 HUIZHOU_CODE = "91441300195971850Y"
@@ -251,7 +251,7 @@ async def test_codes_outside_shenzhen_and_person_ids_cost_no_request(shenzhen):
     ("load_penalties", "SUPERVISION",
      {"Penalty.decisionNumber", "Penalty.fine", "Penalty.provenance", "Provenance.city",
       "Registration.name", "Licence.licenceName"},
-     {"decisionNumber", "fine", "decidedOn", "severity", "repairedOn"}),
+     {"decisionNumber", "fine", "decidedOn", "severity", "publicityEndsOn", "repairedOn"}),
     ("load_credit_lists", "JOINT_PUNISHMENT", {"CreditListEntry.listName"},
      {"listName", "removedOn", "expiresOn", "kind"}),
     ("load_credit_lists", "SUPERVISION", {"CreditListEntry.listName"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import re
 import time
 import uuid
@@ -41,7 +42,9 @@ from gateway.policy import Policy
 from gateway.recording import AuditRecorder
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
-from resolvers.schema import build_policy, schema
+from resolvers.schema import INTERNAL_ERROR, build_policy, schema
+
+log = logging.getLogger("gateway.requests")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
@@ -102,7 +105,7 @@ class GatewayGraphQL(GraphQL):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
-    # Refusing input cleanly (issue #10). Strawberry answers a request it cannot
+    # Refusing input cleanly. Strawberry answers a request it cannot
     # parse with a plain-text HTTPException, fails with a 500 on a JSON body that
     # is not an object, and runs the first operation of a document when no
     # operationName is given. Here every such request is a 400 with a GraphQL
@@ -181,6 +184,28 @@ class AuthenticatedGraphQL:
             return
         request.state.started = time.perf_counter()
         request.state.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        responded = False
+
+        async def sending(message: Any) -> None:
+            nonlocal responded
+            responded = responded or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._serve(request, scope, receive, sending)
+        except Exception:
+            # Anything unexpected (context, encoding, a bug): logged with its
+            # traceback, answered without a word of ours but the request id.
+            log.exception("request %s failed", request.state.request_id)
+            if responded:
+                raise
+            error = RequestRejected(500, "INTERNAL_SERVER_ERROR", INTERNAL_ERROR,
+                                    requestId=request.state.request_id)
+            response = error.response()
+            response.headers[REQUEST_ID_HEADER] = request.state.request_id
+            await response(scope, receive, send)
+
+    async def _serve(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             request.state.caller = await self.identifier.identify(request)
         except RequestRejected as rejected:

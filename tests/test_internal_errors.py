@@ -44,3 +44,36 @@ def test_an_exception_in_each_stage_is_masked_and_logged(
         "code": "INTERNAL_SERVER_ERROR", "requestId": "req-0123456789"}}]
     logged = [r for r in caplog.records if r.exc_info and SECRET in str(r.exc_info[1])]
     assert logged, "the traceback is logged"
+
+
+HTTP_STAGES = {
+    "building the request context": ("get_context", False),
+    "encoding the response": ("encode_json", False),
+    "identifying the caller": ("identify", True),
+}
+
+
+@pytest.mark.parametrize("stage", HTTP_STAGES)
+def test_an_exception_around_execution_is_a_500_in_the_graphql_shape(
+        demo_settings, population, monkeypatch, caplog, stage):
+    import gateway.app
+    import gateway.caller
+
+    name, of_identifier = HTTP_STAGES[stage]
+    owner = gateway.caller.CallerIdentifier if of_identifier else gateway.app.GatewayGraphQL
+
+    async def async_boom(*args, **kwargs):
+        raise RuntimeError(SECRET)
+
+    monkeypatch.setattr(owner, name, _boom if name == "encode_json" else async_boom)
+    caplog.set_level(logging.ERROR)
+    with Gateway(demo_settings) as gateway:
+        response = gateway.post(QUERY, PUBLIC, headers={"X-Request-Id": "req-0123456789"},
+                                u=population.showcase["clean"].uscc)
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["x-request-id"] == "req-0123456789"
+    assert SECRET not in response.text
+    assert response.json() == {"errors": [{"message": "Internal error.", "extensions": {
+        "code": "INTERNAL_SERVER_ERROR", "requestId": "req-0123456789"}}]}
+    assert [r for r in caplog.records if r.exc_info and SECRET in str(r.exc_info[1])]

@@ -152,6 +152,30 @@ def test_every_source_backed_entity_field_can_be_prefetched():
     assert {f"Entity.{name}": r for name, r in _ENTITY_RECORD_TYPES.items()} == entity_fields
 
 
+def test_entities_prefetch_their_records_so_record_fields_complete_without_awaiting(
+        demo_settings, population, monkeypatch):
+    """Every record type an entity selection reads is read before its fields
+    resolve: no field falls back to a DataLoader (an awaited completion each)."""
+    from gateway.loaders import Loaders
+
+    made = []
+    original = Loaders.loader
+
+    def loader(self, source, record_type):
+        made.append(record_type)
+        return original(self, source, record_type)
+
+    monkeypatch.setattr(Loaders, "loader", loader)
+    usccs = [population.showcase[c].uscc for c in ("dishonest_debtor", "tax_d", "clean")]
+    with Gateway(demo_settings) as gateway:
+        one = gateway.query(FULL_RECORD, uscc=usccs[0])
+        many = gateway.query(FULL_RECORDS, u=usccs)
+    assert "errors" not in one and "errors" not in many
+    assert one["data"]["entity"]["dishonestDebtorRecords"]
+    assert many["data"]["entities"][1]["taxRatings"][0]["grade"] == "D"
+    assert made == []
+
+
 def test_a_failing_source_is_asked_once_per_request(demo_settings, population, monkeypatch):
     gateway = Gateway(demo_settings)
     (connector,) = gateway.registry.serving("commitments")

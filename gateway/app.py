@@ -42,6 +42,7 @@ from gateway.policy import Policy
 from gateway.recording import AuditRecorder
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
+from gateway.text import visible
 from resolvers.schema import INTERNAL_ERROR, build_policy, schema
 
 log = logging.getLogger("gateway.requests")
@@ -99,7 +100,8 @@ class GatewayGraphQL(GraphQL):
             recorder=self.recorder,
             plans=self.plans,
             started=request.state.started,
-            on_behalf_of=unquote(request.headers.get(ON_BEHALF_OF_HEADER, ""))[:200] or None,
+            on_behalf_of=visible(unquote(request.headers.get(ON_BEHALF_OF_HEADER, "")))[:200]
+            or None,
         )
 
     def encode_json(self, data: object) -> bytes:

@@ -10,6 +10,7 @@ import strawberry
 
 from gateway.codes import InvalidCode, validate_resident_id, validate_uscc
 from gateway.errors import InvalidInput
+from gateway.text import first_invisible
 from resolvers.access import PurposeInfo
 
 MAX_AUDIT_PAGE = 200
@@ -138,6 +139,11 @@ async def audit_trail(
     first: int = 50,
     after: Optional[str] = None,
 ) -> Optional[AuditTrailPage]:
+    for name, value in (("clientId", client_id), ("purpose", purpose)):
+        refused = first_invisible(value) if value is not None else None
+        if refused is not None:
+            raise InvalidInput(f"{name} must not contain control or invisible format "
+                               f"characters, got U+{ord(refused):04X}")
     found = await info.context.recorder.store.query(
         client_id=client_id, purpose=purpose,
         subject=_subject(info, subject) if subject is not None else None,

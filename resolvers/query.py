@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Optional
 
 import strawberry
@@ -10,16 +9,13 @@ import strawberry
 from connectors import record_types as rt
 from gateway.codes import InvalidCode, validate_uscc
 from gateway.errors import ForbiddenForPurpose, InvalidInput, TooManyKeys
+from gateway.text import first_invisible
 from resolvers.access import Access, my_access
 from resolvers.audit import AuditTrailPage, audit_trail
 from resolvers.entity import Entity, Person, prefetch
 from resolvers.scalars import USCC, ResidentId
 
 MIN_SEARCH_TEXT = 2
-# Controls (Cc: NUL cut SQLite's LIKE pattern short, so matched every name),
-# invisible format characters (Cf: zero-width, bidirectional, BOM) and lone
-# surrogates (Cs): no registered name is searched for with them.
-REFUSED_IN_SEARCH = frozenset({"Cc", "Cf", "Cs"})
 
 
 def own_subject_only(info: strawberry.Info, field: str) -> None:
@@ -89,7 +85,7 @@ class Query:
     ) -> EntitySearchPage:
         own_subject_only(info, "searchEntities")
         text = name.strip()
-        refused = next((c for c in text if unicodedata.category(c) in REFUSED_IN_SEARCH), None)
+        refused = first_invisible(text)
         if refused is not None:
             raise InvalidInput("name must not contain control or invisible format characters, "
                                f"got U+{ord(refused):04X}")

@@ -407,3 +407,18 @@ def test_audit_prune_command_removes_records_past_retention(settings, capsys, mo
     assert "nothing to prune" in capsys.readouterr().out
     assert main(["audit", "verify", "--config", config]) == 0
     assert "3 records" in capsys.readouterr().out
+
+
+def test_control_characters_never_reach_the_trail(settings, population):
+    with Gateway(settings) as gateway:
+        _, refused = ask(gateway, '{ auditTrail(clientId: "x\\u0000") { hasNextPage } }', AUDITOR)
+        request_id = uuid.uuid4().hex
+        gateway.post("query($u: USCC!) { entity(uscc: $u) { registration { name } } }",
+                     ("shenzhen-gateway", "LICENSING_REVIEW"),
+                     headers={"X-Request-Id": request_id,
+                              "X-On-Behalf-Of": "%E6%B7%B1%E5%9C%B3%00%E2%80%8B%E5%B8%82"},
+                     u=population.showcase["clean"].uscc)
+    (error,) = refused.json()["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT" and "U+0000" in error["message"]
+    (record,) = [r for r in trail(settings) if r.entry.request_id == request_id]
+    assert record.entry.detail == "on behalf of 深圳市"

@@ -4,7 +4,9 @@ Enterprises tagged ``dishonest_debtor`` and persons tagged
 ``person_dishonest_debtor`` get an active record (published within the last
 two years, not expired, not removed); ``*_removed`` ones get a record that was
 removed early after performance, or one whose two-year publication expired.
-A person's age is his age on the publication date.
+A person's age is his age on the publication date. The population's
+``visitors`` (firms registered in another city) get the records of their
+cases from a court of the population's city.
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ _COURTS = {
     "441322": ("博罗县人民法院", "粤1322"),
     "441323": ("惠东县人民法院", "粤1323"),
     "441324": ("龙门县人民法院", "粤1324"),
+    "440300": ("深圳市中级人民法院", "粤03"),
+    "440303": ("深圳市罗湖区人民法院", "粤0303"),
+    "440304": ("深圳市福田区人民法院", "粤0304"),
+    "440305": ("深圳市南山区人民法院", "粤0305"),
+    "440306": ("深圳市宝安区人民法院", "粤0306"),
+    "440307": ("深圳市龙岗区人民法院", "粤0307"),
+    "441900": ("东莞市第一人民法院", "粤1971"),
+}
+# City (first four digits of a division) -> (arbitration award number prefix, commission).
+_ARBITRATION = {
+    "4413": ("惠仲裁字", "惠州仲裁委员会"),
+    "4403": ("深国仲裁字", "深圳国际仲裁院"),
+    "4419": ("东仲裁字", "东莞仲裁委员会"),
 }
 _BEHAVIOURS = (
     "有履行能力而拒不履行生效法律文书确定义务",
@@ -76,7 +91,8 @@ def _record(rng: Random, today: date, division: str, removed_case: bool) -> dict
     if rng.random() < 0.8:
         basis, issuer = f"({basis_year}){code}民初{rng.randrange(100, 9000)}号", court
     else:
-        basis, issuer = f"惠仲裁字〔{basis_year}〕{rng.randrange(10, 900)}号", "惠州仲裁委员会"
+        prefix, issuer = _ARBITRATION[division[:4]]
+        basis = f"{prefix}〔{basis_year}〕{rng.randrange(10, 900)}号"
     return {
         "ah": f"({filed.year}){code}执{rng.randrange(100, 9000)}号",
         "zxfy": court,
@@ -92,9 +108,11 @@ def _record(rng: Random, today: date, division: str, removed_case: bool) -> dict
     }
 
 
-def _organization(rng: Random, today: date, e: Enterprise, removed_case: bool) -> dict[str, Any]:
+def _organization(rng: Random, today: date, e: Enterprise, removed_case: bool,
+                  division: str | None = None) -> dict[str, Any]:
+    """``e``'s record, enforced in ``division`` (default: its own)."""
     return {
-        **_record(rng, today, e.division, removed_case),
+        **_record(rng, today, division or e.division, removed_case),
         "bzxrmc": e.name, "bzxrlx": "1", "zjhm": e.uscc,
         "fddbr": e.legal_representative.name, "xb": None, "nl": None,
     }
@@ -122,4 +140,10 @@ def rows(population: Population) -> Iterator[tuple[sa.Table, list[dict[str, Any]
         for case in ("person_dishonest_debtor", "person_dishonest_debtor_removed"):
             if case in p.cases:
                 debtor_rows.append(_person(rng, today, p, case.endswith("_removed")))
+    for e in population.visitors:  # enforced by a court of this city
+        for case in ("dishonest_debtor", "dishonest_debtor_removed"):
+            if case in e.cases:
+                division = rng.choice(population.city.divisions)
+                debtor_rows.append(_organization(rng, today, e, case.endswith("_removed"),
+                                                 division))
     yield dishonest_debtors, debtor_rows

@@ -7,6 +7,13 @@ for minor penalties, 1 year for general, 3 years for serious ones). The
 minimum; some other general and serious penalties have pending or rejected
 repairs. Licences, red/black lists and commitments follow the case tags.
 
+Organs are the population's city's: Huizhou's ``_ORGANS``, Shenzhen's
+``_SHENZHEN_ORGANS`` (its own names, codes of division 440300 and document
+numbers such as 深市监罚〔2026〕101号); the templates below name Huizhou's organs,
+which stand for the city's. The population's ``visitors`` (firms registered in
+another city) get the penalties of their penalty cases, imposed by the city's
+organs, and nothing else.
+
 Financing authorizations (信易贷授权) name one of the two demo ``BANKS``.
 The ``financing_*`` showcases name the first bank with all three data
 categories: ``financing_authorized`` is valid today and not revoked,
@@ -36,7 +43,7 @@ from connectors.credit_office import (
     penalties,
     repairs,
 )
-from demo.population import Enterprise, Population
+from demo.population import City, Enterprise, Population, organ_uscc
 from gateway.codes import complete_uscc
 
 __all__ = ["BANKS", "metadata", "rows"]
@@ -66,6 +73,26 @@ _ORGANS = {
     "惠州市商务局": ("11441300077844834A", "惠市商务"),
     "国家税务总局惠州市税务局": ("11441300288163027A", "惠税"),
     CREDIT_OFFICE: ("114413006810687125", "惠市发改"),
+}
+# Shenzhen's organ for each of Huizhou's -> (its name, abbreviation in document
+# numbers); their USCCs are ``organ_uscc("440300", name)``.
+_SHENZHEN_ORGANS = {
+    "惠州市市场监督管理局": ("深圳市市场监督管理局", "深市监"),
+    "惠州市生态环境局": ("深圳市生态环境局", "深环"),
+    "惠州市住房和城乡建设局": ("深圳市住房和建设局", "深建"),
+    "惠州市应急管理局": ("深圳市应急管理局", "深应急"),
+    "惠州市交通运输局": ("深圳市交通运输局", "深交"),
+    "惠州市人力资源和社会保障局": ("深圳市人力资源和社会保障局", "深人社"),
+    "惠州市城市管理和综合执法局": ("深圳市城市管理和综合执法局", "深城管"),
+    "惠州市自然资源局": ("深圳市规划和自然资源局", "深规划资源"),
+    "惠州市商务局": ("深圳市商务局", "深商务"),
+    "国家税务总局惠州市税务局": ("国家税务总局深圳市税务局", "深税"),
+    CREDIT_OFFICE: ("深圳市发展和改革委员会", "深发改"),
+}
+# Shenzhen's licence number prefixes where Huizhou's name the city.
+_SHENZHEN_LICENCE_PREFIXES = {
+    "JY14413": "JY14403", "粤CB752": "粤CB755", "914413": "914403", "粤惠危化经字": "粤深危化经字",
+    "粤交运管许可惠字": "粤交运管许可深字", "粤202413": "粤202403", "建字第441300": "建字第440300",
 }
 # (licence, category code, organ, content, years valid or None, number prefix or None)
 _LICENCES = (
@@ -108,7 +135,7 @@ _PUBLICITY_YEARS = {"1": None, "2": 1, "3": 3}
 _RED_LISTS = (
     ("R", "广东省守合同重信用企业", "连续两年合同信用良好，经公示无异议", "惠州市市场监督管理局", 2),
     ("R", "纳税信用A级纳税人名单", "上一年度纳税信用评价为A级", "国家税务总局惠州市税务局", 1),
-    ("R", "惠州市诚信示范企业", "经评审认定为诚信示范企业", CREDIT_OFFICE, 3),
+    ("R", "{city}诚信示范企业", "经评审认定为诚信示范企业", CREDIT_OFFICE, 3),
 )
 _BLACK_LISTS = (
     ("B", "拖欠农民工工资失信联合惩戒对象名单", "拒不支付农民工工资，经责令限期支付后逾期仍未支付",
@@ -119,7 +146,7 @@ _BLACK_LISTS = (
 _COMMITMENTS = (
     ("审批替代型", "申请{licence}实行告知承诺制，承诺符合许可条件"),
     ("主动型", "主动向社会公开信用承诺，承诺依法诚信经营"),
-    ("行业自律型", "遵守惠州市{industry}行业自律公约"),
+    ("行业自律型", "遵守{city}{industry}行业自律公约"),
 )
 _COMMITMENT_RATE = 0.2
 _OTHER_REPAIR_RATE = 0.4
@@ -127,6 +154,20 @@ _OLD_LIST_RATE = 0.04
 FINANCING_PURPOSE = "03"  # ``sqyt`` of 融资授信 (FINANCING)
 CATEGORY_CODES = ("SW", "SB", "HB")  # ``sjlb``: tax, social insurance, environment
 FINANCING_CASES = ("financing_authorized", "financing_expired", "financing_revoked")
+
+
+def city_organs(city: City) -> dict[str, tuple[str, str, str]]:
+    """The organs of ``city``: Huizhou's organ name as the templates use it ->
+    (the city's organ, its USCC, abbreviation in document numbers). Huizhou's
+    and Shenzhen's are their own; another city's are Huizhou's renamed."""
+    if city.name == "惠州":
+        return {name: (name, code, short) for name, (code, short) in _ORGANS.items()}
+    names = _SHENZHEN_ORGANS if city.name == "深圳" else {
+        key: (key.replace("惠州", city.name), city.name[0] + short[1:])
+        for key, (_, short) in _ORGANS.items()
+    }
+    return {key: (name, organ_uscc(city.divisions[0], name), short)
+            for key, (name, short) in names.items()}
 
 
 def _ymd(day: date | None) -> str | None:
@@ -153,6 +194,9 @@ class _Generator:
     def __init__(self, population: Population) -> None:
         self.rng = population.rng("credit_office")
         self.today = population.today
+        self.city = population.city.name
+        self.organs = city_organs(population.city)
+        self.licence_prefixes = _SHENZHEN_LICENCE_PREFIXES if self.city == "深圳" else {}
         self.serial = count(101)
         self.tables: dict[sa.Table, list[dict[str, Any]]] = {
             licences: [], penalties: [], credit_lists: [], commitments: [], repairs: [],
@@ -165,10 +209,12 @@ class _Generator:
         return self.today - timedelta(days=self.rng.randrange(low, high))
 
     def document_number(self, organ: str, kind: str, year: int) -> str:
-        return f"{_ORGANS[organ][1]}{kind}〔{year}〕{next(self.serial)}号"
+        return f"{self.organs[organ][2]}{kind}〔{year}〕{next(self.serial)}号"
 
     def licence(self, e: Enterprise) -> None:
         name, category, organ, content, years, prefix = self.rng.choice(_LICENCES)
+        prefix = self.licence_prefixes.get(prefix, prefix)
+        organ_name, organ_code, _ = self.organs[organ]
         decided = self.days_ago(30, 2500)
         valid_to = None if years is None else _years_later(decided, years) - timedelta(days=1)
         self.tables[licences].append({
@@ -178,13 +224,14 @@ class _Generator:
             "xkbh": None if prefix is None else f"{prefix}{self.rng.randrange(10**8):08d}",
             "xknr": content, "xkjdrq": _ymd(decided), "yxqz": _ymd(decided),
             "yxqzhi": _ymd(valid_to),
-            "xkjg": organ, "xkjgdm": _ORGANS[organ][0], "sjly": organ,
+            "xkjg": organ_name, "xkjgdm": organ_code, "sjly": organ_name,
         })
 
     def penalty(self, name: str, code: str, severity: str, decided: date,
                 template: tuple[str, str, str, str, Any] | None = None) -> str:
         """Add a penalty decided on ``decided``; return its decision number."""
         violation, organ, basis, types, fine = template or self.rng.choice(_PENALTIES[severity])
+        organ_name, organ_code, _ = self.organs[organ]
         number = self.document_number(organ, "罚", decided.year)
         years = _PUBLICITY_YEARS[severity]
         confiscated = (0.5, 5) if "04" in types.split(",") else None
@@ -195,7 +242,7 @@ class _Generator:
             "mswfsd": _amount(self.rng, confiscated),
             "cfjdrq": _ymd(decided),
             "gsjzq": None if years is None else _ymd(_years_later(decided, years)),
-            "yzcd": severity, "cfjg": organ, "cfjgdm": _ORGANS[organ][0], "sjly": organ,
+            "yzcd": severity, "cfjg": organ_name, "cfjgdm": organ_code, "sjly": organ_name,
         })
         return number
 
@@ -203,7 +250,7 @@ class _Generator:
                repaired: date | None = None) -> None:
         self.tables[repairs].append({
             "dm": code, "xfdxlx": "行政处罚", "xfdxbh": number, "sqrq": _ymd(applied),
-            "xfrq": _ymd(repaired), "xfzt": status, "xfjg": CREDIT_OFFICE,
+            "xfrq": _ymd(repaired), "xfzt": status, "xfjg": self.organs[CREDIT_OFFICE][0],
         })
         if status != "2":  # the repair application comes with a commitment
             self.commitment(code, "信用修复型", f"承诺已纠正{number}所涉失信行为，不再发生同类违法行为",
@@ -218,8 +265,9 @@ class _Generator:
                    listed: date, removed: date | None = None) -> None:
         kind, name, reason, organ, years = template
         self.tables[credit_lists].append({
-            "dm": code, "mdlx": kind, "mdmc": name, "lryy": reason, "lrrq": _ymd(listed),
-            "rdjg": organ, "yxqz": _ymd(_years_later(listed, years)), "ycrq": _ymd(removed),
+            "dm": code, "mdlx": kind, "mdmc": name.format(city=self.city + "市"), "lryy": reason,
+            "lrrq": _ymd(listed), "rdjg": self.organs[organ][0],
+            "yxqz": _ymd(_years_later(listed, years)), "ycrq": _ymd(removed),
         })
 
     def enterprise_penalties(self, e: Enterprise) -> None:
@@ -281,7 +329,8 @@ class _Generator:
             signed = self.days_ago(30, 1000)
             status = "1" if (self.today - signed).days > 365 else "0"
             self.commitment(e.uscc, kind, matter.format(licence=rng.choice(_LICENCES)[0],
-                                                         industry=e.industry), signed, status)
+                                                         industry=e.industry,
+                                                         city=self.city + "市"), signed, status)
 
     def authorization(self, code: str, bank: str, categories: tuple[str, ...], valid_from: date,
                       valid_to: date, revoked: date | None = None) -> None:
@@ -335,4 +384,6 @@ def rows(population: Population) -> Iterator[tuple[sa.Table, list[dict[str, Any]
         if "person_penalty" in p.cases:
             template = g.rng.choice(_PERSON_PENALTIES)
             g.penalty(p.name, p.id_number, "2", g.days_ago(30, 300), template)
+    for e in population.visitors:  # firms registered elsewhere: the city's penalties only
+        g.enterprise_penalties(e)
     yield from g.tables.items()

@@ -59,8 +59,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from demo.population import Enterprise, Population, build_population
-from gateway.codes import InvalidCode, complete_uscc, validate_uscc
+from demo.population import Enterprise, Population, build_population, organ_uscc
+from gateway.codes import InvalidCode, validate_uscc
 
 __all__ = ["SHARED_PURPOSES", "MAX_CODES", "TOKEN_LIFETIME", "create_dongguan_app"]
 
@@ -84,14 +84,10 @@ _TOWNS = ("南城街道鸿福路", "东城街道东纵大道", "松山湖园区�
 _REGISTRAR = "东莞市市场监督管理局"
 
 
-def _organ_code(seed: str) -> str:
-    first17 = "11441900" + "".join(random.Random(seed).choice("0123456789") for _ in range(9))
-    return complete_uscc(first17)
-
-
-# Organ -> (its USCC, abbreviation used in decision numbers).
+# Organ -> (its USCC, abbreviation used in decision numbers); the codes pass
+# both checks (USCC and organization code) and are distinct.
 _ORGANS = {
-    name: (_organ_code(name), short) for name, short in (
+    name: (organ_uscc("441900", name), short) for name, short in (
         ("东莞市市场监督管理局", "东市监"), ("东莞市生态环境局", "东环"),
         ("东莞市应急管理局", "东应急"), ("东莞市交通运输局", "东交"),
         ("东莞市城市管理和综合执法局", "东城管"),

@@ -4,7 +4,8 @@
 About a third of enterprises are rated for the last three years: a share of
 the industrial ones, plus every ``environment_black`` enterprise, rated
 环保严重失信 in the latest year. ``environment_penalty`` adds penalties (and a
-警示 or 不良 latest grade when the enterprise is rated).
+警示 or 不良 latest grade when the enterprise is rated). The rating and
+penalizing organ is the population's city's (``ORGANS``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ __all__ = ["metadata", "rows", "latest_rated_year"]
 INDUSTRIAL = frozenset({"新材料", "石化", "电子科技", "环保科技", "医药", "食品"})
 RATED_SHARE = 0.55  # of the industrial enterprises: about a third of all
 ORGAN = "惠州市生态环境局"
+# City -> (its ecology and environment bureau, abbreviation in decision numbers).
+ORGANS = {"惠州": (ORGAN, "惠市环"), "深圳": ("深圳市生态环境局", "深环"),
+          "东莞": ("东莞市生态环境局", "东环")}
 BRANCHES = {"441300": "仲恺", "441302": "惠城", "441303": "惠阳",
-            "441322": "博罗", "441323": "惠东", "441324": "龙门"}
+            "441322": "博罗", "441323": "惠东", "441324": "龙门",
+            "440300": "深圳", "440303": "罗湖", "440304": "福田", "440305": "南山",
+            "440306": "宝安", "440307": "龙岗", "441900": "东莞"}
 # (violation, fine range in 万元)
 VIOLATIONS = (
     ("超过大气污染物排放标准排放大气污染物", 10, 100),
@@ -46,6 +52,7 @@ def rows(population: Population) -> Iterator[tuple[sa.Table, list[dict[str, Any]
     rng = population.rng("environment")
     today = population.today
     latest = latest_rated_year(today)
+    organ, short = ORGANS[population.city.name]
     rating_rows, penalty_rows = [], []
     serial = 0
     for e in population.enterprises:
@@ -59,7 +66,7 @@ def rows(population: Population) -> Iterator[tuple[sa.Table, list[dict[str, Any]
                     grade = rng.choice("34")
                 else:
                     grade = rng.choices("1234", weights=(20, 60, 15, 5))[0]
-                rating_rows.append({"qydm": e.uscc, "pjnd": year, "pjdj": grade, "pjjg": ORGAN})
+                rating_rows.append({"qydm": e.uscc, "pjnd": year, "pjdj": grade, "pjjg": organ})
         if penalized:
             for _ in range(rng.randint(1, 2)):
                 decided = today - timedelta(days=rng.randrange(20, 900))
@@ -68,12 +75,12 @@ def rows(population: Population) -> Iterator[tuple[sa.Table, list[dict[str, Any]
                 serial += 1
                 penalty_rows.append({
                     "qydm": e.uscc,
-                    "cfwh": f"惠市环（{BRANCHES[e.division]}）罚〔{decided.year}〕{serial}号",
+                    "cfwh": f"{short}（{BRANCHES[e.division]}）罚〔{decided.year}〕{serial}号",
                     "wfxw": violation,
                     "cfnr": f"责令改正违法行为，罚款人民币{fine}万元",
                     "fkje": fine,
                     "cfrq": f"{decided:%Y%m%d}",
-                    "cfjg": ORGAN,
+                    "cfjg": organ,
                 })
     yield ratings, rating_rows
     yield penalties, penalty_rows

@@ -2,8 +2,10 @@
 
 Shenzhen runs a second instance of this gateway over its own synthetic
 departmental data, with an OAuth 2.0 token endpoint for partner gateways;
-Dongguan runs the legacy REST simulator of ``demo.dongguan``. The Huizhou
-configuration written here adds both as partner sources.
+Dongguan runs the legacy REST simulator of ``demo.dongguan``. Both hold
+records about some of the Huizhou firms served, which Huizhou's gateway merges
+into their lists. The Huizhou configuration written here adds both as partner
+sources.
 """
 
 from __future__ import annotations
@@ -101,10 +103,10 @@ def prepare_federation(data_dir: Path, huizhou_config: Path, host: str, port: in
     secret = secret_file.read_text()
     clients = {PARTNER_CLIENT_ID: secret}
 
-    shenzhen_config = create_demo_data(data_dir / "shenzhen", size=SHENZHEN_SIZE,
-                                       persons=100, city="shenzhen")
-    shenzhen = gateway_with_token_endpoint(load_settings(shenzhen_config), clients)
     huizhou = build_population(size, persons)
+    shenzhen_config = create_demo_data(data_dir / "shenzhen", size=SHENZHEN_SIZE,
+                                       persons=100, city="shenzhen", neighbour=huizhou)
+    shenzhen = gateway_with_token_endpoint(load_settings(shenzhen_config), clients)
     dongguan = create_dongguan_app(
         clients=clients, huizhou_usccs={e.uscc: e.name for e in huizhou.enterprises},
         size=DONGGUAN_SIZE,

@@ -4,6 +4,10 @@ Huizhou's by default; ``city="shenzhen"`` (or ``"dongguan"``) builds a partner
 city's instance of this gateway instead: its own population, source ids
 prefixed by the city (``sz-market``), its departments, token issuer and
 audience, and a client registry in which the Huizhou gateway is a partner.
+Shenzhen's data also holds penalties and dishonest-debtor records about some
+Huizhou firms (``demo.population.with_visitors``), imposed by its own organs
+and courts, so that Huizhou's gateway merges Shenzhen's records into their
+lists.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from demo import court, credit_office, environment, hrss, market, tax
 from demo.issuer import DEMO_AUDIENCE, DEMO_ISSUER, ensure_signing_key
-from demo.population import CITIES, Population, build_population
+from demo.population import CITIES, Population, build_population, with_visitors
 
 INSERT_CHUNK = 5000
-DEMO_FORMAT = 4  # bump when the demo's tables or configuration change
+DEMO_FORMAT = 5  # bump when the demo's tables, data or configuration change
+# Partner city -> the city whose firms its data holds records about.
+VISITED_FROM = {"shenzhen": "huizhou"}
 
 
 @dataclass(frozen=True)
@@ -55,25 +61,6 @@ CITY_PREFIXES = {"huizhou": "hz", "shenzhen": "sz", "dongguan": "dg"}
 PARTNER_CLIENT_PURPOSES = (
     "LICENSING_REVIEW", "JOINT_PUNISHMENT", "PROCUREMENT_REVIEW", "PUBLIC_DISCLOSURE", "SUPERVISION",
 )
-# The court and environment generators name organs by Huizhou division; the
-# partner cities' divisions are registered with them here.
-_PARTNER_COURTS = {
-    "440300": ("深圳市中级人民法院", "粤03"),
-    "440303": ("深圳市罗湖区人民法院", "粤0303"),
-    "440304": ("深圳市福田区人民法院", "粤0304"),
-    "440305": ("深圳市南山区人民法院", "粤0305"),
-    "440306": ("深圳市宝安区人民法院", "粤0306"),
-    "440307": ("深圳市龙岗区人民法院", "粤0307"),
-    "441900": ("东莞市第一人民法院", "粤1971"),
-}
-_PARTNER_BRANCHES = {
-    "440300": "深圳", "440303": "罗湖", "440304": "福田", "440305": "南山", "440306": "宝安",
-    "440307": "龙岗", "441900": "东莞",
-}
-for _division, _court in _PARTNER_COURTS.items():
-    court._COURTS.setdefault(_division, _court)
-for _division, _branch in _PARTNER_BRANCHES.items():
-    environment.BRANCHES.setdefault(_division, _branch)
 
 
 def departments(city: str = "huizhou") -> tuple[DemoDepartment, ...]:
@@ -198,24 +185,36 @@ def config_text(urls: dict[str, str], jwks_file: Path, audit_url: str, subject_k
 def create_demo_data(
     data_dir: Path, size: int = 2000, persons: int = 500, seed: int | None = None,
     today: date | None = None, force: bool = False, city: str = "huizhou",
+    neighbour: Population | None = None,
 ) -> Path:
     """Create ``city``'s demo SQLite databases in ``data_dir`` unless a data set
     of the same city, size and seed (default: the city's, 441300 for Huizhou)
-    is already there; return the configuration file's path."""
+    is already there; return the configuration file's path.
+
+    Shenzhen's data holds records about firms of ``neighbour``, the Huizhou
+    population its gateway's partner serves (default: the one ``credit-gateway
+    demo`` serves by default, ``build_population()``)."""
     if city not in CITY_PREFIXES:
         raise ValueError(f"unknown demo city {city!r}; known: {sorted(CITY_PREFIXES)}")
     seed = CITIES[city].seed if seed is None else seed
+    if neighbour is None and city in VISITED_FROM:
+        neighbour = build_population(today=today, city=VISITED_FROM[city])
     city_departments = departments(city)
     data_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = data_dir / "manifest.json"
     config_path = data_dir / "gateway.toml"
     wanted = {"format": DEMO_FORMAT, "size": size, "persons": persons, "seed": seed,
-              "departments": [d.source_id for d in city_departments]}
+              "departments": [d.source_id for d in city_departments],
+              "visitors_from": None if neighbour is None else [
+                  neighbour.city.name, len(neighbour.enterprises), len(neighbour.persons),
+                  neighbour.seed]}
     if not force and config_path.exists() and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
         if {k: manifest.get(k) for k in wanted} == wanted:
             return config_path
     population = build_population(size, persons, seed, today, city=city)
+    if neighbour is not None:
+        with_visitors(population, neighbour)
     urls = {d.source_id: sqlite_url(data_dir / f"{d.database}.db") for d in city_departments}
 
     async def fill_all() -> None:

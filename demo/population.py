@@ -6,15 +6,26 @@ set of ``cases`` the departments' generators turn into records; the first
 enterprises are *showcases*, one per case in ``CASES`` (plus a clean one), so
 every kind of record exists whatever the size. Dates are relative to
 ``today`` so publicity windows stay meaningful whenever the data is made.
+
+Every USCC passes both checks: its 18th character (GB 32100) and the
+organization code in positions 9-17 (GB 11714). Organs' codes come from
+``organ_uscc``.
+
+A population may also hold ``visitors``: enterprises registered in another
+city about which this city's organs and courts hold records (``with_visitors``;
+Shenzhen's data holds penalties and dishonest-debtor records about Huizhou
+firms, so that Huizhou's gateway has lists to merge).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from gateway.codes import USCC_ALPHABET, complete_uscc, resident_id_check_digit
+from gateway.clock import china_today
+from gateway.codes import USCC_ALPHABET, compose_uscc, resident_id_check_digit
 
 HUIZHOU_DIVISIONS = ("441300", "441302", "441303", "441322", "441323", "441324")
 DIVISION_NAMES = {
@@ -150,6 +161,8 @@ class Population:
     showcase: dict[str, Enterprise] = field(default_factory=dict)
     person_showcase: dict[str, Person] = field(default_factory=dict)
     city: City = CITIES["huizhou"]
+    # Enterprises of other cities with records here, tagged with those records' cases.
+    visitors: list[Enterprise] = field(default_factory=list)
 
     def rng(self, department: str) -> random.Random:
         """A random generator of its own for one department's records."""
@@ -157,10 +170,21 @@ class Population:
 
 
 def make_uscc(rng: random.Random, division: str, entity_type: str) -> str:
-    """A valid USCC registered by market regulation (authority 9) in ``division``."""
+    """A valid USCC registered by market regulation (authority 9) in ``division``,
+    its organization code (positions 9-17) valid too."""
     category = {"9100": "2", "9500": "3"}.get(entity_type, "1")
-    body = "".join(rng.choice(USCC_ALPHABET) for _ in range(9))
-    return complete_uscc("9" + category + division + body)
+    # Nine draws, as when position 17 was drawn too: the random stream, and so
+    # every other field of the data set, stays what it was.
+    body = "".join(rng.choice(USCC_ALPHABET) for _ in range(9))[:8]
+    return compose_uscc("9" + category + division, body)
+
+
+def organ_uscc(division: str, name: str) -> str:
+    """The synthetic USCC of the government organ ``name`` of ``division``
+    (11: 机构编制, 机关), the same for the same name: a digit body and both
+    check characters."""
+    rng = random.Random(f"organ:{division}:{name}")
+    return compose_uscc("11" + division, "".join(rng.choice("0123456789") for _ in range(8)))
 
 
 def make_resident_id(rng: random.Random, birth: date, male: bool,
@@ -192,7 +216,7 @@ def build_population(size: int = 2000, persons: int = 500, seed: int | None = No
             f"the demo needs at least {len(CASES)} enterprises and "
             f"{len(PERSON_CASES) + 1} persons to hold every kind of case"
         )
-    today = today or date.today()
+    today = today or china_today()
     rng = random.Random(seed)
     people: list[Person] = []
     seen_ids: set[str] = set()
@@ -250,4 +274,35 @@ def build_population(size: int = 2000, persons: int = 500, seed: int | None = No
     population = Population(seed, today, enterprises, people, city=home)
     population.showcase = {case: enterprises[i] for i, case in enumerate(CASES)}
     population.person_showcase = {case: people[i] for i, case in enumerate(PERSON_CASES)}
+    return population
+
+
+# A city's organs and courts hold records about every VISITOR_EVERY-th
+# ordinary enterprise of a neighbouring city, and about two of its showcases.
+VISITOR_EVERY = 8
+# Cases a visitor's records may have (the records a city keeps about firms
+# registered elsewhere: its penalties and its courts' enforcement cases).
+VISITOR_CASES = (
+    "penalty_minor", "penalty_general_in_window", "penalty_general_expired",
+    "penalty_serious_in_window", "dishonest_debtor", "dishonest_debtor_removed",
+)
+# Showcases of the neighbouring city given the same case here as well: their
+# lists are merged across the two cities in every data set, whatever its size.
+VISITING_SHOWCASES = ("penalty_general_in_window", "dishonest_debtor")
+
+
+def with_visitors(population: Population, neighbour: Population) -> Population:
+    """``population`` with visitors from ``neighbour``: its ``VISITING_SHOWCASES``
+    (with the same case) and every ``VISITOR_EVERY``-th of its ordinary
+    enterprises (one or two of ``VISITOR_CASES``, drawn from the code, so the
+    same firm gets the same cases whatever the sizes)."""
+    showcases = {e.uscc for e in neighbour.showcase.values()}
+    visitors = [dataclasses.replace(neighbour.showcase[case], cases=frozenset({case}))
+                for case in VISITING_SHOWCASES]
+    ordinary = [e for e in neighbour.enterprises if e.uscc not in showcases]
+    for e in ordinary[::VISITOR_EVERY]:
+        rng = random.Random(f"{population.seed}:visitor:{e.uscc}")
+        cases = frozenset(rng.sample(VISITOR_CASES, rng.choice((1, 1, 2))))
+        visitors.append(dataclasses.replace(e, cases=cases))
+    population.visitors = visitors
     return population

@@ -1,20 +1,40 @@
 """Code scalars: invalid codes are rejected while the request is validated,
 before any resolver runs or any source is touched.
 
+A USCC whose embedded organization code (positions 9-17, GB 11714) fails its
+own check is still accepted, as some legacy codes do: ``parse_uscc`` logs a
+warning on ``gateway.codes`` naming the code (a USCC identifies an
+organization and is public, not personal data).
+
 ``USCC`` and ``ResidentId`` are the Python types used in annotations;
 ``SCALAR_MAP`` gives the schema their GraphQL definitions.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import NewType
 
 import strawberry
 
-from gateway.codes import validate_resident_id, validate_uscc
+from gateway.codes import organization_code_problem, validate_resident_id, validate_uscc
+
+log = logging.getLogger("gateway.codes")
 
 USCC = NewType("USCC", str)
 ResidentId = NewType("ResidentId", str)
+
+
+def parse_uscc(value: str) -> str:
+    """The normalized USCC (``InvalidCode`` if invalid); a warning, not a
+    rejection, when only its organization code's check character is wrong."""
+    code = validate_uscc(value)
+    problem = organization_code_problem(code)
+    if problem is not None:
+        log.warning("USCC %s accepted with an invalid embedded organization code: %s",
+                    code, problem)
+    return code
+
 
 SCALAR_MAP = {
     USCC: strawberry.scalar(
@@ -24,7 +44,7 @@ SCALAR_MAP = {
             "from 0-9 and A-Y without I, O, Z, S, V, the last a check character."
         ),
         serialize=str,
-        parse_value=validate_uscc,
+        parse_value=parse_uscc,
     ),
     ResidentId: strawberry.scalar(
         name="ResidentId",

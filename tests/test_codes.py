@@ -1,15 +1,26 @@
-"""USCC (GB 32100-2015) and resident ID (GB 11643) validation."""
+"""USCC (GB 32100-2015), its organization code (GB 11714) and resident ID
+(GB 11643) validation."""
+
+import logging
 
 import pytest
+import strawberry
+from strawberry.schema.config import StrawberryConfig
 
 from gateway.codes import (
     InvalidCode,
+    complete_uscc,
+    compose_uscc,
     division_of,
+    has_valid_organization_code,
+    organization_code_check_character,
+    organization_code_problem,
     resident_id_check_digit,
     uscc_check_character,
     validate_resident_id,
     validate_uscc,
 )
+from resolvers.scalars import SCALAR_MAP, USCC, parse_uscc
 
 PUBLISHED_VALID_USCCS = [
     "91110000600037341L",
@@ -26,6 +37,90 @@ PUBLISHED_VALID_USCCS = [
 def test_published_codes_are_valid(code):
     assert validate_uscc(code) == code
     assert uscc_check_character(code[:17]) == code[17]
+
+
+@pytest.mark.parametrize("code", PUBLISHED_VALID_USCCS)
+def test_published_codes_carry_a_valid_organization_code(code):
+    assert organization_code_problem(code) is None and has_valid_organization_code(code)
+    assert organization_code_check_character(code[8:16]) == code[16]
+
+
+@pytest.mark.parametrize(("body", "check"), [
+    ("60003734", "1"),
+    ("MA2PBM9H", "X"),  # 11 - sum mod 11 = 10
+    ("19597185", "0"),  # 11 - sum mod 11 = 11
+    ("00000000", "0"),
+    ("ZZZZZZZZ", "3"),  # Z is 35 (a USCC never holds Z): 11 - 48 * 35 mod 11
+])
+def test_organization_code_check_character(body, check):
+    assert organization_code_check_character(body) == check
+
+
+def test_organization_code_body_must_be_eight_alphanumerics():
+    with pytest.raises(InvalidCode, match="8 characters"):
+        organization_code_check_character("6000373")
+    with pytest.raises(InvalidCode, match="8 characters"):
+        organization_code_check_character("6000373-")
+
+
+def test_a_failing_organization_code_is_not_a_failing_uscc():
+    code = complete_uscc("91441300195971857")  # organization code check 7, should be 0
+    assert validate_uscc(code) == code
+    assert not has_valid_organization_code(code)
+    assert organization_code_problem(code) == (
+        "organization code 195971857 (positions 9-17) has check character '7', "
+        "expected '0' (GB 11714)")
+
+
+def test_composed_codes_pass_both_checks():
+    code = compose_uscc("91441300", "19597185")
+    assert code == "91441300195971850Y"
+    assert validate_uscc(code) == code and has_valid_organization_code(code)
+    with pytest.raises(InvalidCode, match="outside the GB 32100-2015 alphabet"):
+        compose_uscc("91441300", "1959718I")
+
+
+@strawberry.type
+class _Query:
+    @strawberry.field
+    def echo(self, uscc: USCC) -> USCC:
+        return uscc
+
+
+_SCHEMA = strawberry.Schema(_Query, config=StrawberryConfig(scalar_map=SCALAR_MAP))
+LEGACY = complete_uscc("91441300195971857")
+
+
+def _warnings(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "gateway.codes" and r.levelno == logging.WARNING]
+
+
+def test_the_scalar_accepts_a_legacy_organization_code_with_a_warning(caplog):
+    caplog.set_level(logging.WARNING, logger="gateway.codes")
+    assert parse_uscc(LEGACY.lower()) == LEGACY
+    (warning,) = _warnings(caplog)
+    assert LEGACY in warning.getMessage()
+    assert "expected '0' (GB 11714)" in warning.getMessage()
+
+
+@pytest.mark.parametrize("as_literal", [False, True])
+def test_a_query_with_a_legacy_organization_code_is_answered(caplog, as_literal):
+    caplog.set_level(logging.WARNING, logger="gateway.codes")
+    if as_literal:
+        result = _SCHEMA.execute_sync(f'{{ echo(uscc: "{LEGACY}") }}')
+    else:
+        result = _SCHEMA.execute_sync("query($u: USCC!) { echo(uscc: $u) }",
+                                      variable_values={"u": LEGACY})
+    assert result.errors is None and result.data == {"echo": LEGACY}
+    assert _warnings(caplog) and all(LEGACY in r.getMessage() for r in _warnings(caplog))
+
+
+def test_valid_and_invalid_codes_log_no_organization_code_warning(caplog):
+    caplog.set_level(logging.WARNING, logger="gateway.codes")
+    assert _SCHEMA.execute_sync('{ echo(uscc: "91441300195971850Y") }').errors is None
+    result = _SCHEMA.execute_sync('{ echo(uscc: "91110000600037341N") }')
+    assert "expected 'L'" in result.errors[0].message
+    assert _warnings(caplog) == []
 
 
 def test_lower_case_and_spaces_are_normalized():

@@ -129,12 +129,14 @@ async def in_process(settings: Settings, query: str, variables: dict, times: int
     """Timings of ``query`` in process, and statements per source of the last run."""
     from sqlalchemy import event
 
-    app = create_app(settings)
+    from gateway.sources import SourceRegistry
+
+    registry = SourceRegistry.from_settings(settings)
+    app = create_app(settings, registry)
     headers = headers_for(settings)
     counts: dict[str, int] = {}
     timings = []
     async with app.router.lifespan_context(app):
-        registry = app.routes[0].app.view.registry
         for source_id, connector in registry.connectors.items():
             if hasattr(connector, "statement_engine"):
                 event.listen(connector.statement_engine, "before_cursor_execute",

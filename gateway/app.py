@@ -5,33 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
-import re
-import time
-import uuid
-from http import HTTPStatus
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
-from collections.abc import AsyncIterator
 
 import orjson
-from cross_web import HTTPException
-from graphql import GraphQLError, OperationDefinitionNode
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
-from strawberry.asgi import GraphQL
-from strawberry.extensions import ParserCache
-from strawberry.http import GraphQLRequestData
-from strawberry.types.unset import UNSET
+from strawberry.http.ides import get_graphql_ide_html
 
 from gateway import clock
 from gateway.auth import TokenVerifier
 from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, SourceCall
 from gateway.audit import AuditStore
-from gateway.caller import PURPOSE_HEADER, Caller, CallerIdentifier, RequestRejected
+from gateway.admission import Admission
+from gateway.caller import Caller, CallerIdentifier
 from gateway.catalog import load_catalog
 from gateway.clients import load_clients
 from gateway.context import RequestContext
@@ -43,183 +33,46 @@ from gateway.recording import AuditRecorder
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
 from gateway.text import visible
-from resolvers.schema import INTERNAL_ERROR, build_policy, schema
+from gateway.http import GraphQLEndpoint
+from resolvers.schema import build_policy, graphql_schema, schema, source_field_names
 
-log = logging.getLogger("gateway.requests")
-
-REQUEST_ID_HEADER = "X-Request-Id"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 
 
-def request_id_from(header: str | None) -> str:
-    """The caller's request id if it is a plausible one, else a new one."""
-    if header and _REQUEST_ID.match(header):
-        return header
-    return uuid.uuid4().hex
+def context_factory(settings: Settings, registry: SourceRegistry, policy: Policy,
+                    recorder: AuditRecorder) -> Any:
+    """The function building each request's ``RequestContext`` (see ``gateway.http``)."""
+    plans = PlanCache()
 
-
-class GatewayGraphQL(GraphQL):
-    """Strawberry's ASGI view with the gateway's context and orjson encoding."""
-
-    def __init__(self, registry: SourceRegistry, settings: Settings, policy: Policy,
-                 recorder: AuditRecorder) -> None:
-        super().__init__(
-            schema,
-            graphql_ide="graphiql" if settings.graphiql else None,
-            allow_queries_via_get=False,
-        )
-        self.registry = registry
-        self.settings = settings
-        self.policy = policy
-        self.recorder = recorder
-        self.plans = PlanCache()
-
-    async def get_context(self, request: Request, response: Response) -> RequestContext:
-        caller: Caller = request.state.caller
-        request_id = request.state.request_id
-        response.headers[REQUEST_ID_HEADER] = request_id
-        decision = self.policy.decisions[caller.purpose]
+    def make_context(request: Request, caller: Caller, request_id: str, response: Response,
+                     admitted: Any, started: float) -> RequestContext:
+        decision = policy.decisions[caller.purpose]
         today = clock.china_today()
         return RequestContext(
             request_id=request_id,
-            settings=self.settings,
-            sources=self.registry,
-            policy=self.policy,
+            settings=settings,
+            sources=registry,
+            policy=policy,
             client=caller.client,
             purpose=caller.purpose,
             decision=decision,
             today=today,
             loaders=Loaders(
-                self.registry, self.settings.max_batch_keys, decision, today,
+                registry, settings.max_batch_keys, decision, today,
                 SourceCall(request_id, caller.client.id, caller.client.organization,
                            caller.purpose),
                 with_partners=HOP_HEADER not in request.headers,
             ),
             response=response,
-            recorder=self.recorder,
-            plans=self.plans,
-            started=request.state.started,
+            recorder=recorder,
+            plans=plans,
+            started=started,
+            admitted=admitted,
             on_behalf_of=visible(unquote(request.headers.get(ON_BEHALF_OF_HEADER, "")))[:200]
             or None,
         )
 
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
-
-    # Refusing input cleanly. Strawberry answers a request it cannot
-    # parse with a plain-text HTTPException, fails with a 500 on a JSON body that
-    # is not an object, and runs the first operation of a document when no
-    # operationName is given. Here every such request is a 400 with a GraphQL
-    # error body and the request id, and no operation runs.
-
-    _JSON_KINDS = {str: "a string", type(None): "null", bool: "a boolean",
-                   int: "a number", float: "a number"}
-    # The module-level LRU the schema's ParserCache uses (same default size):
-    # the document parsed here is the one execution finds in the cache.
-    _parse = staticmethod(ParserCache().cached_parse_document)
-
-    def parse_json(self, data: str | bytes) -> object:
-        value = super().parse_json(data)
-        if not isinstance(value, (dict, list)):  # a list: batching refuses it
-            kind = self._JSON_KINDS.get(type(value), "not an object")
-            raise HTTPException(400, f"The request body must be a JSON object, got {kind}")
-        return value
-
-    async def execute_single(self, *, request_data: GraphQLRequestData, **kwargs: Any) -> Any:
-        name, query = request_data.operation_name, request_data.query
-        if name is not None and not isinstance(name, str):
-            raise HTTPException(400, "The GraphQL operation's `operationName` must be a "
-                                     "string or null, if provided.")
-        try:
-            document = self._parse(query) if isinstance(query, str) and query else None
-        except GraphQLError:
-            document = None  # execution reports the syntax error
-        if document is not None:
-            names = [d.name.value if d.name else None for d in document.definitions
-                     if isinstance(d, OperationDefinitionNode)]
-            if name is None and len(names) > 1:
-                raise RequestRejected(
-                    400, "OPERATION_NAME_REQUIRED",
-                    "Must provide operation name if query contains multiple operations.",
-                )
-            if name is not None and name not in names:
-                raise RequestRejected(400, "UNKNOWN_OPERATION_NAME",
-                                      f'Unknown operation named "{name}".')
-        return await super().execute_single(request_data=request_data, **kwargs)
-
-    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
-        try:
-            return await super().run(request, context, root_value)
-        except HTTPException as exc:
-            status = HTTPStatus(exc.status_code)
-            code = "BAD_REQUEST" if status is HTTPStatus.BAD_REQUEST else status.name
-            refused = RequestRejected(exc.status_code, code, exc.reason)
-        except RequestRejected as exc:
-            refused = exc
-        response = refused.response()
-        request_id = getattr(request.state, "request_id", None)
-        if request_id is not None:
-            response.headers[REQUEST_ID_HEADER] = request_id
-        return response
-
-
-class AuthenticatedGraphQL:
-    """Identifies the caller before the GraphQL view sees the request; a
-    refused request is answered here and recorded as a security event.
-
-    Only the GraphiQL page (a GET asking for HTML) is served without a token:
-    it holds no data, and queries from it carry the user's token.
-    """
-
-    def __init__(self, view: GatewayGraphQL, identifier: CallerIdentifier,
-                 recorder: AuditRecorder) -> None:
-        self.view = view
-        self.identifier = identifier
-        self.recorder = recorder
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        if (request.method == "GET" and self.view.graphql_ide
-                and "text/html" in request.headers.get("accept", "")):
-            await (await self.view.render_graphql_ide(request))(scope, receive, send)
-            return
-        request.state.started = time.perf_counter()
-        request.state.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-        responded = False
-
-        async def sending(message: Any) -> None:
-            nonlocal responded
-            responded = responded or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self._serve(request, scope, receive, sending)
-        except Exception:
-            # Anything unexpected (context, encoding, a bug): logged with its
-            # traceback, answered without a word of ours but the request id.
-            log.exception("request %s failed", request.state.request_id)
-            if responded:
-                raise
-            error = RequestRejected(500, "INTERNAL_SERVER_ERROR", INTERNAL_ERROR,
-                                    requestId=request.state.request_id)
-            response = error.response()
-            response.headers[REQUEST_ID_HEADER] = request.state.request_id
-            await response(scope, receive, send)
-
-    async def _serve(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            request.state.caller = await self.identifier.identify(request)
-        except RequestRejected as rejected:
-            await self.recorder.record_refusal(
-                request.state.request_id, request.state.started, rejected.client_id,
-                request.headers.get(PURPOSE_HEADER), rejected.code.lower(), rejected.message,
-            )
-            response = rejected.response()
-            response.headers[REQUEST_ID_HEADER] = request.state.request_id
-            await response(scope, receive, send)
-            return
-        await self.view(scope, receive, send)
+    return make_context
 
 
 _heap_frozen = False
@@ -278,14 +131,16 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
             await verifier.aclose()
             await store.aclose()
 
-    graphql = AuthenticatedGraphQL(
-        GatewayGraphQL(registry, settings, policy, recorder),
+    graphql = GraphQLEndpoint(
+        schema, Admission(graphql_schema(), settings, source_field_names()),
         CallerIdentifier(verifier, clients, catalog),
-        recorder,
+        recorder, context_factory(settings, registry, policy, recorder),
+        introspection_for=lambda caller: settings.introspection or caller.client.introspection,
+        graphiql_html=get_graphql_ide_html("graphiql") if settings.graphiql else None,
     )
     return Starlette(
         routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/graphql", graphql),  # every method: the endpoint answers 405 itself
             Route("/healthz", healthz, methods=["GET"]),
         ],
         lifespan=lifespan,

@@ -9,6 +9,9 @@ A TOML file, one table per client id (the ``client_id`` of its tokens)::
     kind = "bank"                 # partner_city | bank | internal_department | public_portal | auditor | enterprise
     purposes = ["FINANCING"]      # purpose codes granted; each must exist in the policy catalog
     on_denied = "partial"         # partial: denied fields are null with errors; reject: 403 for the whole operation
+    introspection = false         # true: may introspect the schema and get "did you mean" hints
+                                  # (internal apps building views), even where the gateway's
+                                  # `introspection` setting is off
 
 Validated strictly: unknown keys, kinds, purposes or values are errors.
 """
@@ -50,6 +53,7 @@ class Client:
     purposes: frozenset[str]
     organization_code: str | None = None
     on_denied: OnDenied = OnDenied.PARTIAL
+    introspection: bool = False
 
     @property
     def rejects_denied(self) -> bool:
@@ -58,7 +62,7 @@ class Client:
 
 
 _REQUIRED = {"organization", "city", "kind", "purposes"}
-_OPTIONAL = {"organization_code", "on_denied"}
+_OPTIONAL = {"organization_code", "on_denied", "introspection"}
 
 
 def parse_clients(
@@ -96,9 +100,13 @@ def parse_clients(
                 code = validate_uscc(code)
             except InvalidCode as exc:
                 raise ConfigurationError(f"{section}: organization_code: {exc}") from None
+        introspection = table.get("introspection", False)
+        if not isinstance(introspection, bool):
+            raise ConfigurationError(f"{section}: introspection must be true or false")
         clients[client_id] = Client(
             id=client_id, organization=table["organization"], city=table["city"], kind=kind,
             purposes=frozenset(purposes), organization_code=code, on_denied=on_denied,
+            introspection=introspection,
         )
     return clients
 

@@ -45,6 +45,7 @@ class RequestContext:
     recorder: AuditRecorder
     plans: PlanCache
     started: float  # time.perf_counter() when the request arrived
+    admitted: Any = None  # gateway.admission.Admitted: the document to execute
     on_behalf_of: str | None = None  # the organization a partner city asks for
     plan: Plan | None = None
     released: set[str] = field(default_factory=set)  # coordinates returned with data

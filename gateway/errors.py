@@ -29,12 +29,6 @@ class InvalidInput(ClientError):
     code = "BAD_USER_INPUT"
 
 
-class TooManyKeys(InvalidInput):
-    """More subjects were asked for in one request than the documented maximum."""
-
-    code = "TOO_MANY_KEYS"
-
-
 class SourceError(ClientError):
     """A departmental database or partner endpoint failed; only its fields fail."""
 

@@ -3,17 +3,28 @@
 File format::
 
     [gateway]
-    max_entities_per_request = 1000   # Query.entities accepts at most this many codes
     max_batch_keys = 500              # keys per statement (IN-list size); larger batches are chunked
     max_search_page = 100             # largest page of Query.searchEntities
     graphiql = false                  # serve GraphiQL at GET /graphql
+    introspection = false             # introspection and "did you mean" for every client
     policy_file = ""                  # purpose-of-use catalog; empty: the packaged gateway/policy.toml
+    # Limits on one request, checked before any work (see gateway/admission.py):
+    max_body_bytes = 1048576          # request body (413 beyond, not read further)
+    max_query_length = 20000          # characters of the GraphQL document
+    max_tokens = 3000                 # lexical tokens of the document (the parser stops there)
+    max_depth = 15                    # nesting of fields
+    max_aliases = 30                  # aliased fields
+    max_root_fields = 20              # fields of the operation's root
+    max_directives = 4                # directives on one field or fragment
+    max_subjects_per_request = 1000   # organizations and persons asked about, all fields together
+    max_cost = 20000                  # subjects x record types read (an estimate of source work)
 
     [auth]                            # OAuth 2.0 JWT access tokens (RFC 9068)
     issuer = "https://idp.example/"   # required `iss`
     audience = "urn:huizhou:credit-gateway"  # required in `aud`
-    jwks_file = "jwks.json"           # signing keys: a JWKS file ...
+    jwks_file = "jwks.json"           # signing keys: a JWKS file, re-read when it changes ...
     jwks_url = ""                     # ... or a URL, fetched and cached
+    jwks_refresh_seconds = 300        # the URL is re-fetched once its keys are this old (> 0)
     jwks_min_refetch_seconds = 60     # an unknown `kid` re-fetches the URL at most this often
     algorithms = ["RS256", "ES256"]   # accepted `alg` values
     clients_file = "clients.toml"     # the client registry
@@ -62,6 +73,7 @@ silently. ``load_settings`` raises ``ConfigurationError`` naming the problem.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -109,6 +121,7 @@ class AuthSettings:
     jwks_file: str = ""
     jwks_url: str = ""
     jwks_min_refetch_seconds: float = 60.0
+    jwks_refresh_seconds: float = 300.0  # a removed key is refused within this long
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
 
 
@@ -124,11 +137,21 @@ class Settings:
     sources: tuple[SourceSettings, ...]
     auth: AuthSettings
     audit: AuditSettings
-    max_entities_per_request: int = 1000
     max_batch_keys: int = 500
     max_search_page: int = 100
     graphiql: bool = False
+    introspection: bool = False  # for every client; the registry can enable it per client
     policy_file: str = ""
+    # Limits on one request, checked before it is parsed or executed (gateway/admission.py).
+    max_body_bytes: int = 1_048_576
+    max_query_length: int = 20_000
+    max_tokens: int = 3_000
+    max_depth: int = 15
+    max_aliases: int = 30
+    max_root_fields: int = 20
+    max_directives: int = 4
+    max_subjects_per_request: int = 1000
+    max_cost: int = 20_000
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "tuple[str, ...]": tuple}
@@ -248,7 +271,7 @@ def parse_settings(
             raise ConfigurationError(f"environment variable {name} is not a gateway setting")
 
     gateway_values = _section(f"{where} [gateway]", gateway, GATEWAY_KEYS, set(), base_dir)
-    for key in ("max_entities_per_request", "max_batch_keys", "max_search_page"):
+    for key in [k for k in GATEWAY_KEYS if k.startswith("max_")]:
         if gateway_values.get(key, 1) < 1:
             raise ConfigurationError(f"{where} [gateway]: {key} must be at least 1")
 
@@ -257,6 +280,11 @@ def parse_settings(
     auth_values = _section(f"{where} [auth]", auth, AUTH_KEYS, _required(AuthSettings, set()), base_dir)
     if bool(auth_values.get("jwks_file")) == bool(auth_values.get("jwks_url")):
         raise ConfigurationError(f"{where} [auth]: set exactly one of jwks_file and jwks_url")
+    refresh = auth_values.get("jwks_refresh_seconds", 1.0)
+    if not 0 < refresh < math.inf:
+        raise ConfigurationError(
+            f"{where} [auth]: jwks_refresh_seconds must be a positive number of seconds, got {refresh!r}"
+        )
     if not auth_values.get("algorithms", DEFAULT_ALGORITHMS):
         raise ConfigurationError(f"{where} [auth]: algorithms must not be empty")
 

@@ -8,7 +8,7 @@ import strawberry
 
 from connectors import record_types as rt
 from gateway.codes import InvalidCode, validate_uscc
-from gateway.errors import ForbiddenForPurpose, InvalidInput, TooManyKeys
+from gateway.errors import ForbiddenForPurpose, InvalidInput
 from gateway.text import first_invisible
 from resolvers.access import Access, my_access
 from resolvers.audit import AuditTrailPage, audit_trail
@@ -58,18 +58,12 @@ class Query:
 
     @strawberry.field(
         description=(
-            "Several organizations' credit records, in the order asked. At most "
-            "`maxEntitiesPerRequest` codes (default 1000) per request; more is a "
-            "TOO_MANY_KEYS error."
+            "Several organizations' credit records, in the order asked. A request asks "
+            "about at most `max_subjects_per_request` subjects (default 1000) in all its "
+            "fields; more is a TOO_MANY_SUBJECTS error."
         )
     )
     async def entities(self, usccs: list[USCC], info: strawberry.Info) -> list[Entity]:
-        limit = info.context.settings.max_entities_per_request
-        if len(usccs) > limit:
-            raise TooManyKeys(
-                f"entities accepts at most {limit} codes per request, got {len(usccs)}",
-                limit=limit,
-            )
         for uscc in usccs:
             subject(info, uscc)
         await prefetch(info, list(dict.fromkeys(usccs)))

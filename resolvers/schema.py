@@ -7,10 +7,10 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 
+from gateway.admission import AdmittedDocument
 from gateway.catalog import Catalog
 from gateway.enforcement import PurposePolicy
 from gateway.errors import ClientError, SourceError
@@ -79,8 +79,7 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[
-            ParserCache,
-            ValidationCache,
+            AdmittedDocument,
             PurposePolicy,
             AuditTrail,
         ],
@@ -98,6 +97,11 @@ def export_sdl() -> str:
 DEFINITION_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
 
 
+def graphql_schema() -> Any:
+    """graphql-core's schema behind the strawberry schema (for validation and planning)."""
+    return schema._schema
+
+
 def _strawberry_fields():
     """(coordinate, strawberry field) for every object-type field of the schema."""
     graphql_schema = schema._schema
@@ -113,6 +117,11 @@ def source_record_types() -> dict[str, str]:
         for coordinate, field in _strawberry_fields()
         if field is not None and RECORD_TYPE in (field.metadata or {})
     }
+
+
+def source_field_names() -> frozenset[str]:
+    """Names of the fields read from a source (``penalties``...): a request's cost."""
+    return frozenset(coordinate.split(".", 1)[1] for coordinate in source_record_types())
 
 
 def masked_fields() -> set[str]:

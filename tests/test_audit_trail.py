@@ -70,7 +70,7 @@ def test_every_request_has_exactly_one_record(settings, population):
          PUBLIC, 200, "partial"),
         ("query($u: USCC!) { entity(uscc: $u) { repairs { status } } }",
          ("hz-procurement", "PROCUREMENT_REVIEW"), 403, "rejected"),
-        ('{ entity(uscc: "91110000600037341N") { uscc } }', PUBLIC, 200, "invalid"),
+        ('{ entity(uscc: "91110000600037341N") { uscc } }', PUBLIC, 400, "invalid"),
     ]
     with Gateway(settings) as gateway:
         sent = []

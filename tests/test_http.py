@@ -1,7 +1,8 @@
-"""Requests the server must refuse cleanly: a body that is not a GraphQL
-request, or a document whose operation to run is ambiguous or missing, is a
-400 with a GraphQL error body (never a 500 or a plain-text page), carries the
-request id, and reaches no source."""
+"""GraphQL over HTTP (gateway/http.py): media types and status codes by the
+specification, and every request the server must refuse cleanly — a body
+that is not a GraphQL request, an ambiguous operation, a wrong method or
+media type — answered with a coded GraphQL error body, the request id, and
+no source read."""
 
 from __future__ import annotations
 
@@ -10,36 +11,43 @@ import pytest
 from tests.gateway_fixtures import SUPERVISOR, Gateway, StatementCounter, demo_token
 
 TWO_OPERATIONS = "query A { __typename } query B { myAccess { purpose { code } } }"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def gateway(demo_settings):
     with Gateway(demo_settings) as gateway:
         yield gateway
 
 
-def send(gateway, body: bytes | str, content_type: str = "application/json"):
-    """POST ``body`` as is, with a valid token and purpose; no source may be read."""
-    counter = StatementCounter(gateway.registry)
-    response = gateway.client.post("/graphql", content=body, headers={
+def headers(gateway, **more: str) -> dict[str, str]:
+    return {
         "Authorization": f"Bearer {demo_token(gateway.settings, SUPERVISOR[0])}",
         "X-Purpose-Of-Use": SUPERVISOR[1],
         "X-Request-Id": "trace-12345678",
-        "Content-Type": content_type,
-    })
+        "Content-Type": "application/json",
+        **more,
+    }
+
+
+def send(gateway, body: bytes | str, method: str = "POST", **more: str):
+    """Send ``body`` as is, with a valid token and purpose; no source may be read."""
+    counter = StatementCounter(gateway.registry)
+    response = gateway.client.request(method, "/graphql", content=body,
+                                      headers=headers(gateway, **more))
     assert counter.total == 0
     return response
 
 
-def refusal(response, status: int = 400) -> dict:
+def refusal(response, status: int = 400, media_type: str = GRAPHQL_RESPONSE) -> dict:
     """The single error of a refused request, after checking its envelope."""
     assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-type"] == media_type
     assert response.headers["X-Request-Id"] == "trace-12345678"
     body = response.json()
-    assert set(body) == {"errors"}
+    assert set(body) <= {"errors", "extensions"}  # a request error holds no data
     (error,) = body["errors"]
-    assert set(error) == {"message", "extensions"} and error["message"]
+    assert error["message"] and error["extensions"]["code"]
     return error
 
 
@@ -52,24 +60,24 @@ def refusal(response, status: int = 400) -> dict:
 ])
 def test_a_json_body_that_is_not_an_object_is_400(gateway, body, kind):
     error = refusal(send(gateway, body))
-    assert error == {"message": f"The request body must be a JSON object, got {kind}",
+    assert error == {"message": f"the request body must be a JSON object, got {kind}",
                      "extensions": {"code": "BAD_REQUEST"}}
 
 
 @pytest.mark.parametrize("body", ["[]", '[{"query": "{ __typename }"}]', "[1]"])
 def test_a_list_is_refused_as_batching_is_off(gateway, body):
     error = refusal(send(gateway, body))
-    assert error == {"message": "Batching is not enabled", "extensions": {"code": "BAD_REQUEST"}}
+    assert error["extensions"] == {"code": "BAD_REQUEST"} and "batched" in error["message"]
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ("{bad", "Unable to parse request body as JSON"),
-    ("", "Unable to parse request body as JSON"),
-    ("{}", "No GraphQL query found in the request"),
-    ('{"query": null}', "No GraphQL query found in the request"),
-    ('{"query": ""}', "No GraphQL query found in the request"),
-    ('{"query": 5}', "must be a string"),
-    ('{"query": ["{ __typename }"]}', "must be a string"),
+    ("{bad", "not valid JSON"),
+    ("", "not valid JSON"),
+    ("{}", "needs a `query`"),
+    ('{"query": null}', "needs a `query`"),
+    ('{"query": ""}', "needs a `query`"),
+    ('{"query": 5}', "needs a `query`"),
+    ('{"query": ["{ __typename }"]}', "needs a `query`"),
     ('{"query": "{ __typename }", "variables": [1]}', "`variables` must be an object"),
     ('{"query": "{ __typename }", "variables": "{}"}', "`variables` must be an object"),
     ('{"query": "{ __typename }", "extensions": 3}', "`extensions` must be an object"),
@@ -81,9 +89,61 @@ def test_a_body_that_is_not_a_graphql_request_is_400(gateway, body, message):
     assert error["extensions"] == {"code": "BAD_REQUEST"}
 
 
-def test_an_unsupported_content_type_is_400_too(gateway):
-    error = refusal(send(gateway, "{ __typename }", content_type="text/plain"))
-    assert error == {"message": "Unsupported content type", "extensions": {"code": "BAD_REQUEST"}}
+def test_a_body_that_is_not_json_is_415(gateway):
+    error = refusal(send(gateway, "{ __typename }", **{"Content-Type": "text/plain"}), 415)
+    assert error["extensions"] == {"code": "UNSUPPORTED_MEDIA_TYPE"}
+    charset = send(gateway, '{"query": "{ __typename }"}',
+                   **{"Content-Type": "application/json; charset=utf-8"})
+    assert charset.status_code == 200
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_other_methods_are_405_naming_post(gateway, method):
+    error = refusal(send(gateway, '{"query": "{ __typename }"}', method=method), 405)
+    assert error["extensions"] == {"code": "METHOD_NOT_ALLOWED"}
+
+
+def test_queries_over_get_are_refused_with_allow_post(gateway):
+    response = gateway.client.get("/graphql", params={"query": "{ __typename }"},
+                                  headers=headers(gateway))
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize(("accept", "media_type"), [
+    (None, GRAPHQL_RESPONSE),
+    ("*/*", GRAPHQL_RESPONSE),
+    (GRAPHQL_RESPONSE, GRAPHQL_RESPONSE),
+    (f"application/json;q=0.9, {GRAPHQL_RESPONSE}", GRAPHQL_RESPONSE),
+    ("application/json", "application/json"),
+])
+def test_the_response_media_type_follows_accept(gateway, accept, media_type):
+    more = {} if accept is None else {"Accept": accept}
+    response = send(gateway, '{"query": "{ __typename }"}', **more)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == media_type
+    assert response.json()["data"] == {"__typename": "Query"}
+
+
+def test_an_accept_naming_nothing_we_serve_is_406(gateway):
+    error = refusal(send(gateway, '{"query": "{ __typename }"}', Accept="text/html"), 406,
+                    media_type="application/json")
+    assert error["extensions"] == {"code": "NOT_ACCEPTABLE"}
+
+
+def test_request_errors_are_400_without_data_or_200_for_plain_json(gateway):
+    for body, code in (('{"query": "{ nope }"}', "GRAPHQL_VALIDATION_FAILED"),
+                       ('{"query": "{ __typename "}', "GRAPHQL_PARSE_FAILED")):
+        error = refusal(send(gateway, body))
+        assert error["extensions"]["code"] == code
+        plain = send(gateway, body, Accept="application/json")
+        assert plain.status_code == 200 and "data" not in plain.json()
+        assert plain.json()["errors"][0]["extensions"]["code"] == code
+
+
+def test_a_mutation_is_a_validation_error(gateway):
+    error = refusal(send(gateway, '{"query": "mutation { x }"}'))
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
 
 
 def test_several_operations_without_an_operation_name_is_an_error(gateway):
@@ -111,8 +171,7 @@ def test_the_operation_named_runs(gateway):
     assert single.json()["data"] == {"__typename": "Query"}
 
 
-def test_a_syntax_error_is_still_a_graphql_error(gateway):
-    response = send(gateway, '{"query": "query A { __typename } query B {"}')
-    assert response.status_code == 200
-    (error,) = response.json()["errors"]
+def test_a_syntax_error_is_a_coded_graphql_error(gateway):
+    error = refusal(send(gateway, '{"query": "query A { __typename } query B {"}'))
     assert error["message"].startswith("Syntax Error")
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"

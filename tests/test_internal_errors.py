@@ -47,9 +47,9 @@ def test_an_exception_in_each_stage_is_masked_and_logged(
 
 
 HTTP_STAGES = {
-    "building the request context": ("get_context", False),
-    "encoding the response": ("encode_json", False),
-    "identifying the caller": ("identify", True),
+    "building the request context": "Loaders",
+    "encoding the response": "encode",
+    "identifying the caller": "identify",
 }
 
 
@@ -58,20 +58,24 @@ def test_an_exception_around_execution_is_a_500_in_the_graphql_shape(
         demo_settings, population, monkeypatch, caplog, stage):
     import gateway.app
     import gateway.caller
-
-    name, of_identifier = HTTP_STAGES[stage]
-    owner = gateway.caller.CallerIdentifier if of_identifier else gateway.app.GatewayGraphQL
+    import gateway.http
 
     async def async_boom(*args, **kwargs):
         raise RuntimeError(SECRET)
 
-    monkeypatch.setattr(owner, name, _boom if name == "encode_json" else async_boom)
+    name = HTTP_STAGES[stage]
+    owner, replacement = {
+        "Loaders": (gateway.app, _boom),
+        "encode": (gateway.http.GraphQLEndpoint, _boom),
+        "identify": (gateway.caller.CallerIdentifier, async_boom),
+    }[name]
+    monkeypatch.setattr(owner, name, replacement)
     caplog.set_level(logging.ERROR)
     with Gateway(demo_settings) as gateway:
         response = gateway.post(QUERY, PUBLIC, headers={"X-Request-Id": "req-0123456789"},
                                 u=population.showcase["clean"].uscc)
     assert response.status_code == 500
-    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["content-type"].startswith("application/graphql-response+json")
     assert response.headers["x-request-id"] == "req-0123456789"
     assert SECRET not in response.text
     assert response.json() == {"errors": [{"message": "Internal error.", "extensions": {

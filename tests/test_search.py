@@ -87,7 +87,7 @@ def test_a_lone_surrogate_is_refused(gateway):
         "X-Purpose-Of-Use": PUBLIC[1], "Content-Type": "application/json",
     })
     assert counter.total == 0
-    assert response.status_code == 200
+    assert response.status_code == 400  # not JSON a GraphQL request can be read from
     (error,) = response.json()["errors"]
-    assert error["extensions"] == {"code": "BAD_USER_INPUT"}
-    assert error["message"].endswith("got U+D800")
+    assert error["extensions"] == {"code": "BAD_REQUEST"}
+    assert error["message"] == "the request body is not valid JSON"

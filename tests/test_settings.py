@@ -40,7 +40,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_file_is_read_with_defaults(tmp_path):
     settings = load_settings(write(tmp_path, VALID), env={})
     assert settings.max_batch_keys == 200
-    assert settings.max_entities_per_request == 1000
+    assert settings.max_subjects_per_request == 1000
     assert settings.graphiql is True
     (source,) = settings.sources
     assert (source.id, source.connector, source.city) == ("hz-market", "market", "惠州")
@@ -49,6 +49,7 @@ def test_file_is_read_with_defaults(tmp_path):
     assert settings.auth.jwks_file == str(tmp_path.resolve() / "keys" / "jwks.json")
     assert settings.auth.clients_file == str(tmp_path.resolve() / "clients.toml")
     assert settings.auth.algorithms == ("RS256", "PS256", "ES256", "Ed25519")
+    assert settings.auth.jwks_refresh_seconds == 300.0
     assert settings.policy_file == ""
     assert settings.audit.retention_days == 1096
 
@@ -61,12 +62,14 @@ def test_environment_overrides_gateway_and_source_keys(tmp_path):
         "CREDIT_GATEWAY_SOURCE_HZ_MARKET_TIMEOUT_SECONDS": "0.5",
         "CREDIT_GATEWAY_CONFIG": "ignored here",
         "CREDIT_GATEWAY_AUTH_ALGORITHMS": "ES256, RS256",
+        "CREDIT_GATEWAY_AUTH_JWKS_REFRESH_SECONDS": "30",
         "UNRELATED": "x",
     })
     assert settings.max_batch_keys == 50 and settings.graphiql is False
     assert settings.sources[0].url == "postgresql+asyncpg://db/market"
     assert settings.sources[0].timeout_seconds == 0.5
     assert settings.auth.algorithms == ("ES256", "RS256")
+    assert settings.auth.jwks_refresh_seconds == 30.0
 
 
 @pytest.mark.parametrize(
@@ -96,6 +99,16 @@ def test_environment_overrides_gateway_and_source_keys(tmp_path):
         (VALID, {"CREDIT_GATEWAY_MAX_BATCH": "5"}, "CREDIT_GATEWAY_MAX_BATCH is not a gateway setting"),
         (VALID, {"CREDIT_GATEWAY_SOURCE_HZ_TAX_URL": "x"}, "names no configured source"),
         (VALID, {"CREDIT_GATEWAY_GRAPHIQL": "maybe"}, "graphiql must be bool"),
+        (VALID.replace("[audit]", "jwks_refresh_seconds = 0\n\n[audit]"), {},
+         r"\[auth\]: jwks_refresh_seconds must be a positive number of seconds, got 0.0"),
+        (VALID.replace("[audit]", "jwks_refresh_seconds = -5\n\n[audit]"), {},
+         r"\[auth\]: jwks_refresh_seconds must not be negative"),
+        (VALID.replace("[audit]", "jwks_refresh_seconds = inf\n\n[audit]"), {},
+         "jwks_refresh_seconds must be a positive number of seconds, got inf"),
+        (VALID.replace("[audit]", 'jwks_refresh_seconds = "5m"\n\n[audit]'), {},
+         "jwks_refresh_seconds must be float"),
+        (VALID, {"CREDIT_GATEWAY_AUTH_JWKS_REFRESH_SECONDS": "soon"}, "jwks_refresh_seconds must be float"),
+        (VALID, {"CREDIT_GATEWAY_AUTH_JWKS_REFRESH_SECONDS": "nan"}, "jwks_refresh_seconds must be a positive"),
     ],
 )
 def test_invalid_configuration_names_the_problem(tmp_path, text, env, message):

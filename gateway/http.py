@@ -1,0 +1,237 @@
+"""GraphQL over HTTP at ``/graphql`` (graphql.github.io/graphql-over-http).
+
+One ``POST`` with a JSON object ``{"query", "variables", "operationName",
+"extensions"}``; queries over ``GET`` are not served (the GraphiQL page is,
+where enabled, to a browser asking for HTML). In order, cheapest first:
+
+==========================================  ======  ===========================
+what                                        status  ``errors[0].extensions.code``
+==========================================  ======  ===========================
+another method (or GET without the IDE)     405     ``METHOD_NOT_ALLOWED`` (``Allow: POST``)
+``Accept`` names no type we answer in       406     ``NOT_ACCEPTABLE``
+a body that is not ``application/json``     415     ``UNSUPPORTED_MEDIA_TYPE``
+a body over ``max_body_bytes``              413     ``REQUEST_TOO_LARGE`` (not read further)
+no/bad token, purpose...                    4xx     see ``gateway.caller``
+JSON that is not a GraphQL request          400     ``BAD_REQUEST``
+a limit of ``gateway.admission``            400     the limit's code, with ``limit``
+a document that does not parse / validate   400     ``GRAPHQL_PARSE_FAILED`` / ``..._VALIDATION_FAILED``
+==========================================  ======  ===========================
+
+Responses are ``application/graphql-response+json`` unless the client
+accepts only ``application/json``; then request errors (the last two rows)
+answer 200, as the specification says for that type. A request error's
+body holds no ``data``. Every response carries ``X-Request-Id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from gateway.admission import Admission, Refused
+from gateway.caller import PURPOSE_HEADER, Caller, CallerIdentifier, RequestRejected
+from gateway.recording import AuditRecorder
+
+log = logging.getLogger("gateway.requests")
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+REQUEST_ID_HEADER = "X-Request-Id"
+INTERNAL_ERROR = "Internal error."
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,64}")
+
+# (request, caller, request id, response status and headers, admitted document,
+# perf_counter() at arrival) -> the request's context
+ContextFactory = Callable[[Request, Caller, str, Response, Any, float], Any]
+
+
+def _accepted_type(accept: str | None) -> str | None:
+    """The response media type for an ``Accept`` header (``None``: none we serve)."""
+    if not accept:
+        return GRAPHQL_RESPONSE
+    ranges = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    if ranges & {GRAPHQL_RESPONSE, "*/*", "application/*"}:
+        return GRAPHQL_RESPONSE
+    if JSON in ranges:
+        return JSON
+    return None
+
+
+def _refusal(status: int, code: str, message: str, media_type: str = GRAPHQL_RESPONSE,
+             headers: dict[str, str] | None = None, **extensions: Any) -> Response:
+    body = {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=media_type)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or ``BodyTooLarge`` as soon as it passes ``limit`` bytes."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class GraphQLEndpoint:
+    """The ASGI endpoint: refuses what it must (table above), identifies the
+    caller, admits the document and executes it through ``schema`` with the
+    context ``make_context`` builds (which gets the admitted document)."""
+
+    def __init__(self, schema: Any, admission: Admission, identifier: CallerIdentifier,
+                 recorder: AuditRecorder, make_context: ContextFactory,
+                 introspection_for: Callable[[Caller], bool], graphiql_html: str | None) -> None:
+        self.schema = schema
+        self.admission = admission
+        self.identifier = identifier
+        self.recorder = recorder
+        self.make_context = make_context
+        self.introspection_for = introspection_for
+        self.graphiql_html = graphiql_html
+        self.max_body_bytes = admission.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        started = time.perf_counter()
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        try:
+            response = await self.handle(request, request_id, started)
+        except Exception:
+            # Anything unexpected (context, encoding, a bug): logged with its
+            # traceback, answered without a word of ours but the request id.
+            log.exception("request %s failed", request_id)
+            response = _refusal(500, "INTERNAL_SERVER_ERROR", INTERNAL_ERROR,
+                                requestId=request_id)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        await response(scope, receive, send)
+
+    async def handle(self, request: Request, request_id: str, started: float) -> Response:
+        headers = request.headers
+        if request.method == "GET" and self.graphiql_html and "text/html" in headers.get(
+                "accept", ""):
+            return HTMLResponse(self.graphiql_html)
+        if request.method != "POST":
+            return _refusal(405, "METHOD_NOT_ALLOWED",
+                            "send GraphQL requests with POST (GET serves only the GraphiQL page, "
+                            "where it is enabled)", headers={"Allow": "POST"})
+        media_type = _accepted_type(headers.get("accept"))
+        if media_type is None:
+            return _refusal(406, "NOT_ACCEPTABLE",
+                            f"responses are {GRAPHQL_RESPONSE} or {JSON}; Accept names neither",
+                            media_type=JSON)
+        content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if content_type != JSON:
+            return _refusal(415, "UNSUPPORTED_MEDIA_TYPE",
+                            f"the request body must be {JSON}", media_type)
+        too_large = _refusal(413, "REQUEST_TOO_LARGE",
+                             f"the request body exceeds the limit of {self.max_body_bytes} bytes",
+                             media_type, limit=self.max_body_bytes)
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return too_large
+
+        try:
+            caller = await self.identifier.identify(request)
+        except RequestRejected as rejected:
+            await self.recorder.record_refusal(
+                request_id, started, rejected.client_id, headers.get(PURPOSE_HEADER),
+                rejected.code.lower(), rejected.message,
+            )
+            response = rejected.response()
+            response.media_type = media_type
+            response.headers["content-type"] = media_type
+            return response
+
+        try:
+            body = await read_body(request, self.max_body_bytes)
+        except BodyTooLarge:
+            return too_large
+        except ClientDisconnect:
+            return _refusal(400, "BAD_REQUEST", "the request body ended early", media_type)
+        try:
+            query, variables, operation_name = _graphql_request(body)
+            admitted = self.admission.admit(query, operation_name, variables,
+                                            self.introspection_for(caller))
+        except Refused as refused:
+            log.info("request %s refused: %s", request_id, refused.message)
+            status = refused.status
+            if media_type == JSON and status == 400 and refused.code != "BAD_REQUEST":
+                status = 200  # a GraphQL request error, for clients of plain JSON (the spec)
+            return _refusal(status, refused.code, refused.message, media_type,
+                            **{k: v for k, v in refused.extensions.items() if k != "code"})
+
+        status = Response()
+        status.status_code = None  # type: ignore[assignment]
+        del status.headers["content-length"]
+        context = self.make_context(request, caller, request_id, status, admitted, started)
+        result = await self.schema.execute(query, variables, context_value=context,
+                                           operation_name=operation_name)
+        body_data: dict[str, Any] = {}
+        request_error = bool(admitted.errors)
+        if not request_error:
+            body_data["data"] = result.data
+        if result.errors:
+            body_data["errors"] = [error.formatted for error in result.errors]
+        if result.extensions:
+            body_data["extensions"] = result.extensions
+        code = status.status_code or (
+            400 if request_error and media_type == GRAPHQL_RESPONSE else 200)
+        response = Response(self.encode(body_data), status_code=code, media_type=media_type)
+        response.headers.update({k: v for k, v in status.headers.items()
+                                 if k.lower() != "content-type"})
+        return response
+
+
+    @staticmethod
+    def encode(body: dict[str, Any]) -> bytes:
+        return orjson.dumps(body)
+
+
+def _graphql_request(body: bytes) -> tuple[str, dict[str, Any], str | None]:
+    """(query, variables, operationName) of a request body, or ``Refused``."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Refused("BAD_REQUEST", "the request body is not valid JSON") from None
+    if isinstance(data, list):
+        raise Refused("BAD_REQUEST", "batched requests are not supported: send one object")
+    if not isinstance(data, dict):
+        kind = {str: "a string", type(None): "null", bool: "a boolean", int: "a number",
+                float: "a number"}.get(type(data), "not an object")
+        raise Refused("BAD_REQUEST", f"the request body must be a JSON object, got {kind}")
+    query = data.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise Refused("BAD_REQUEST", "the request needs a `query`: a GraphQL document as a string")
+    variables = data.get("variables")
+    if variables is None:
+        variables = {}
+    elif not isinstance(variables, dict):
+        raise Refused("BAD_REQUEST", "`variables` must be an object or null")
+    operation_name = data.get("operationName")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise Refused("BAD_REQUEST", "`operationName` must be a string or null")
+    extensions = data.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise Refused("BAD_REQUEST", "`extensions` must be an object or null")
+    return query, variables, operation_name
+
+
+def request_id_from(header: str | None) -> str:
+    """The caller's request id if it is a plausible one, else a new one."""
+    if header and _REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex

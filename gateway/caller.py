@@ -20,6 +20,7 @@ from starlette.responses import Response
 from gateway.auth import AuthError, TokenVerifier
 from gateway.catalog import Catalog
 from gateway.clients import Client
+from gateway.text import visible
 
 PURPOSE_HEADER = "X-Purpose-Of-Use"
 log = logging.getLogger("gateway.security")
@@ -53,6 +54,15 @@ class RequestRejected(Exception):
                         media_type="application/json")
 
 
+ECHOED_LENGTH = 40  # characters of a client's value repeated in an error or a log line
+
+
+def echoed(value: str) -> str:
+    """A value the client sent, fit to repeat back: visible characters, truncated."""
+    shown = visible(value)
+    return shown if len(shown) <= ECHOED_LENGTH else shown[:ECHOED_LENGTH] + "…"
+
+
 class CallerIdentifier:
     """Authenticates a request and checks its declared purpose."""
 
@@ -71,10 +81,10 @@ class CallerIdentifier:
                                   exc.headers()) from None
         client = self.clients.get(claims["client_id"])
         if client is None:
-            log.warning("rejected unregistered client %r", claims["client_id"])
+            client_id = echoed(str(claims["client_id"]))
+            log.warning("rejected unregistered client %r", client_id)
             raise RequestRejected(403, "CLIENT_NOT_REGISTERED",
-                                  f"client {claims['client_id']!r} is not registered",
-                                  client_id=claims["client_id"])
+                                  f"client {client_id!r} is not registered", client_id=client_id)
         purpose = (request.headers.get(PURPOSE_HEADER) or "").strip()
         valid = sorted(self.catalog.purposes)
         if not purpose:
@@ -84,7 +94,7 @@ class CallerIdentifier:
                                   client_id=client.id, validPurposes=valid)
         if purpose not in self.catalog.purposes:
             raise RequestRejected(400, "UNKNOWN_PURPOSE",
-                                  f"unknown purpose of use {purpose!r}; valid purposes: "
+                                  f"unknown purpose of use {echoed(purpose)!r}; valid purposes: "
                                   f"{', '.join(valid)}", client_id=client.id, validPurposes=valid)
         if purpose not in client.purposes:
             log.warning("client %s declared ungranted purpose %s", client.id, purpose)

@@ -38,7 +38,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.admission import Admission, Refused
-from gateway.caller import PURPOSE_HEADER, Caller, CallerIdentifier, RequestRejected
+from gateway.caller import PURPOSE_HEADER, Caller, CallerIdentifier, RequestRejected, echoed
 from gateway.recording import AuditRecorder
 
 log = logging.getLogger("gateway.requests")
@@ -147,8 +147,10 @@ class GraphQLEndpoint:
         try:
             caller = await self.identifier.identify(request)
         except RequestRejected as rejected:
+            purpose = headers.get(PURPOSE_HEADER)
             await self.recorder.record_refusal(
-                request_id, started, rejected.client_id, headers.get(PURPOSE_HEADER),
+                request_id, started, rejected.client_id,
+                echoed(purpose) if purpose is not None else None,
                 rejected.code.lower(), rejected.message,
             )
             response = rejected.response()

@@ -110,3 +110,14 @@ def test_graphiql_page_needs_no_token_but_queries_do(gateway):
     assert page.status_code == 200 and "graphiql" in page.text.lower()
     query_by_get = gateway.client.get("/graphql", params={"query": "{ __typename }"})
     assert query_by_get.status_code == 405 and query_by_get.headers["allow"] == "POST"
+
+
+def test_an_unknown_purpose_is_echoed_truncated(gateway):
+    response = gateway.client.post("/graphql", json={"query": "{ __typename }"}, headers={
+        "Authorization": f"Bearer {demo_token(gateway.settings, 'hz-market-app')}",
+        "X-Purpose-Of-Use": "X" * 5000,
+    })
+    assert response.status_code == 400
+    (error,) = response.json()["errors"]
+    assert error["extensions"]["code"] == "UNKNOWN_PURPOSE"
+    assert "X" * 40 + "…" in error["message"] and "X" * 41 not in error["message"]

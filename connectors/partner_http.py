@@ -6,6 +6,8 @@ applies, to every call:
 
 * a circuit breaker: ``breaker_failures`` consecutive failed calls (timeouts,
   unavailability, 5xx, unreadable answers) open it for ``breaker_reset_seconds``;
+  a call whose deadline passed while it waited for a concurrency slot never
+  reached the partner and does not count (a burst of ours is not its failure);
   calls then fail at once with ``CircuitOpen``; after that one trial call is let
   through, whose outcome closes or reopens it;
 * one overall deadline of ``timeout_seconds``, covering the wait for a
@@ -121,6 +123,15 @@ class _Retryable(Exception):
         self.error, self.unprocessed, self.retry_after = error, unprocessed, retry_after
 
 
+class _Sent:
+    """Whether a call got as far as the partner (a slot of ours, then a request)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = False
+
+
 class _Unauthorized(Exception):
     """The partner answered 401 to a request signed with ``auth``."""
 
@@ -192,21 +203,25 @@ class PartnerClient:
         path = "/" + path.split("?")[0].lstrip("/")  # for the log: relative, no query
         trial = self.breaker.admit()
         ok: bool | None = None
+        sent = _Sent()
         try:
-            result = await self._with_retries(method, url, path, idempotent, request)
+            result = await self._with_retries(method, url, path, idempotent, request, sent)
             ok = True
             return result
         except (RequestRefused, PartnerRefused):
             ok = True  # the partner is up; the request was wrong
             raise
         except SourceError:
-            ok = False
+            # A call that timed out still waiting for one of our own slots never
+            # reached the partner: one client's burst is no verdict on it.
+            ok = False if sent.value else None
             raise
         finally:
             self.breaker.record(ok, trial=trial)
 
     async def _with_retries(
         self, method: str, url: str, path: str, idempotent: bool, request: dict[str, Any],
+        sent: _Sent,
     ) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.timeout_seconds
@@ -220,7 +235,8 @@ class PartnerClient:
                     share = left / (attempts - failed)  # an attempt's part of what is left
                     timeout = httpx2.Timeout(share if idempotent else left, connect=share)
                     try:
-                        return await self._attempt(method, url, path, timeout, refused, request)
+                        return await self._attempt(method, url, path, timeout, refused, request,
+                                                   sent)
                     except _Unauthorized as exc:
                         if refused is not None:
                             log.warning("source %s: %s %s: 401 after a token refresh",
@@ -251,11 +267,12 @@ class PartnerClient:
 
     async def _attempt(
         self, method: str, url: str, path: str, timeout: httpx2.Timeout,
-        refused: OAuth2Auth | None, request: dict[str, Any],
+        refused: OAuth2Auth | None, request: dict[str, Any], sent: _Sent,
     ) -> Any:
         try:
-            auth = await self._current_auth(timeout, refused)
+            auth = await self._current_auth(timeout, refused, sent)
             async with self._slots:
+                sent.value = True
                 async with self._http.stream(method, url, auth=auth, timeout=timeout,
                                              **request) as resp:
                     if resp.status_code == 401:
@@ -336,13 +353,14 @@ class PartnerClient:
     # -- the token --------------------------------------------------------------
 
     async def _current_auth(
-        self, timeout: httpx2.Timeout, refused: OAuth2Auth | None,
+        self, timeout: httpx2.Timeout, refused: OAuth2Auth | None, sent: _Sent,
     ) -> OAuth2Auth:
         """The signer of the current token. Fetched when missing, about to expire
         or ``refused`` by the partner; concurrent callers share one fetch."""
         async with self._token_lock:
             auth = self._auth
             if auth is None or auth is refused or self._clock() >= self._auth_refresh_at:
+                sent.value = True  # the token endpoint is the partner's too
                 auth = self._auth = await self._fetch_token(timeout)
             return auth
 

@@ -43,6 +43,7 @@ from connectors.credit_office import (
     penalties,
     repairs,
 )
+from demo import environment
 from demo.population import City, Enterprise, Population, organ_uscc
 from gateway.codes import complete_uscc
 
@@ -247,9 +248,9 @@ class _Generator:
         return number
 
     def repair(self, code: str, number: str, applied: date, status: str,
-               repaired: date | None = None) -> None:
+               repaired: date | None = None, kind: str = "行政处罚") -> None:
         self.tables[repairs].append({
-            "dm": code, "xfdxlx": "行政处罚", "xfdxbh": number, "sqrq": _ymd(applied),
+            "dm": code, "xfdxlx": kind, "xfdxbh": number, "sqrq": _ymd(applied),
             "xfrq": _ymd(repaired), "xfzt": status, "xfjg": self.organs[CREDIT_OFFICE][0],
         })
         if status != "2":  # the repair application comes with a commitment
@@ -386,4 +387,6 @@ def rows(population: Population) -> Iterator[tuple[sa.Table, list[dict[str, Any]
             g.penalty(p.name, p.id_number, "2", g.days_ago(30, 300), template)
     for e in population.visitors:  # firms registered elsewhere: the city's penalties only
         g.enterprise_penalties(e)
+    for uscc, number, decided, repaired in environment.repaired_penalties(population):
+        g.repair(uscc, number, repaired - timedelta(days=5), "1", repaired, kind="环境行政处罚")
     yield from g.tables.items()

@@ -4,7 +4,9 @@
 About a third of enterprises are rated for the last three years: a share of
 the industrial ones, plus every ``environment_black`` enterprise, rated
 环保严重失信 in the latest year. ``environment_penalty`` adds penalties (and a
-警示 or 不良 latest grade when the enterprise is rated). The rating and
+警示 or 不良 latest grade when the enterprise is rated);
+``environment_penalty_repaired`` one penalty whose credit repair the credit
+office approved (``repaired_penalties``). The rating and
 penalizing organ is the population's city's (``ORGANS``).
 """
 
@@ -40,6 +42,24 @@ VIOLATIONS = (
     ("危险废物贮存不符合国家环境保护标准", 10, 100),
     ("未按照规定安装、使用污染物排放自动监测设备", 2, 20),
 )
+
+
+def repaired_penalties(population: Population) -> list[tuple[str, str, date, date]]:
+    """(USCC, decision number, decided, repaired) of the penalty each
+    ``environment_penalty_repaired`` enterprise has, with a credit repair
+    approved after its 3-month minimum window: written here, and its repair
+    by ``demo.credit_office``, from a stream of their own."""
+    rng = population.rng("environment-repairs")
+    today = population.today
+    _, short = ORGANS[population.city.name]
+    repaired = []
+    for index, e in enumerate(population.enterprises):
+        if "environment_penalty_repaired" in e.cases:
+            decided = today - timedelta(days=rng.randrange(150, 330))
+            on = decided + timedelta(days=92 + rng.randrange((today - decided).days - 92 - 5))
+            repaired.append((e.uscc, f"{short}（{BRANCHES[e.division]}）罚〔{decided.year}〕"
+                                     f"R{index + 1}号", decided, on))
+    return repaired
 
 
 def latest_rated_year(today: date) -> int:
@@ -82,5 +102,12 @@ def rows(population: Population) -> Iterator[tuple[sa.Table, list[dict[str, Any]
                     "cfrq": f"{decided:%Y%m%d}",
                     "cfjg": organ,
                 })
+    for uscc, number, decided, _ in repaired_penalties(population):
+        violation, low, high = VIOLATIONS[0]
+        penalty_rows.append({
+            "qydm": uscc, "cfwh": number, "wfxw": violation,
+            "cfnr": f"责令改正违法行为，罚款人民币{low}万元", "fkje": Decimal(low),
+            "cfrq": f"{decided:%Y%m%d}", "cfjg": organ,
+        })
     yield ratings, rating_rows
     yield penalties, penalty_rows

@@ -28,7 +28,7 @@ from demo.issuer import DEMO_AUDIENCE, DEMO_ISSUER, ensure_signing_key
 from demo.population import CITIES, Population, build_population, with_visitors
 
 INSERT_CHUNK = 5000
-DEMO_FORMAT = 5  # bump when the demo's tables, data or configuration change
+DEMO_FORMAT = 6  # bump when the demo's tables, data or configuration change
 # Partner city -> the city whose firms its data holds records about.
 VISITED_FROM = {"shenzhen": "huizhou"}
 

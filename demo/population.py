@@ -73,6 +73,7 @@ CASES = (
     "social_insurance_arrears",
     "environment_black",
     "environment_penalty",
+    "environment_penalty_repaired",  # ... one with an approved credit repair (credit office)
     "red_list",
     "black_list",
     "commitment_breached",
@@ -102,6 +103,7 @@ CASE_RATES = {
     "social_insurance_arrears": 0.04,
     "environment_black": 0.01,
     "environment_penalty": 0.03,
+    "environment_penalty_repaired": 0.01,
     "red_list": 0.03,
     "black_list": 0.02,
     "commitment_breached": 0.02,

@@ -110,3 +110,20 @@ def test_repairs_are_read_once_for_every_record_linked_to_them(demo_settings, po
     assert penalty["repairedOn"] is not None
     assert counter.counts["hz-credit"] == 2  # penalties, and repairs once for all three uses
     assert counter.counts["hz-environment"] == 1
+
+
+def test_a_repaired_environmental_penalty_is_shown_only_to_credit_repair_review(
+        demo_settings, population):
+    uscc = population.showcase["environment_penalty_repaired"].uscc
+    query = """query($u: USCC!) { entity(uscc: $u) {
+      environmentalPenalties { decisionNumber decidedOn publicityEndsOn repairedOn } } }"""
+    with Gateway(demo_settings) as gateway:
+        review = gateway.query(query, ("hz-credit-office", "CREDIT_REPAIR_REVIEW"), u=uscc)
+        others = [gateway.query(query, as_, u=uscc) for as_ in (
+            ("hz-market-app", "SUPERVISION"), ("hz-market-app", "LICENSING_REVIEW"),
+            ("xinyong-huizhou", "PUBLIC_DISCLOSURE"))]
+    (penalty,) = review["data"]["entity"]["environmentalPenalties"]
+    assert penalty["repairedOn"] is not None and penalty["publicityEndsOn"] is not None
+    for body in others:
+        assert body["data"]["entity"]["environmentalPenalties"] == []
+        assert body["extensions"]["policy"]["withheldRecords"] == {"environmental_penalties": 1}

@@ -280,8 +280,8 @@ def parse_settings(
     auth_values = _section(f"{where} [auth]", auth, AUTH_KEYS, _required(AuthSettings, set()), base_dir)
     if bool(auth_values.get("jwks_file")) == bool(auth_values.get("jwks_url")):
         raise ConfigurationError(f"{where} [auth]: set exactly one of jwks_file and jwks_url")
-    refresh = auth_values.get("jwks_refresh_seconds", 1.0)
-    if not 0 < refresh < math.inf:
+    refresh = auth_values.get("jwks_refresh_seconds")
+    if refresh is not None and not 0 < refresh < math.inf:
         raise ConfigurationError(
             f"{where} [auth]: jwks_refresh_seconds must be a positive number of seconds, got {refresh!r}"
         )

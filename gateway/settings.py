@@ -12,7 +12,7 @@ File format::
     max_body_bytes = 1048576          # request body (413 beyond, not read further)
     max_query_length = 20000          # characters of the GraphQL document
     max_tokens = 3000                 # lexical tokens of the document (the parser stops there)
-    max_depth = 15                    # nesting of fields
+    max_depth = 20                    # nesting of fields (introspection needs 15)
     max_aliases = 30                  # aliased fields
     max_root_fields = 20              # fields of the operation's root
     max_directives = 4                # directives on one field or fragment
@@ -146,7 +146,7 @@ class Settings:
     max_body_bytes: int = 1_048_576
     max_query_length: int = 20_000
     max_tokens: int = 3_000
-    max_depth: int = 15
+    max_depth: int = 20
     max_aliases: int = 30
     max_root_fields: int = 20
     max_directives: int = 4

@@ -85,7 +85,7 @@ async def test_demo_cases_produce_their_records(tmp_path):
     show = population.showcase
     never = [e for e in population.enterprises
              if e.industry not in demo.environment.INDUSTRIAL and not e.cases & {
-                 "environment_black", "environment_penalty"}]
+                 "environment_black", "environment_penalty", "environment_penalty_repaired"}]
     try:
         (black,) = await connector.load_environmental_ratings([show["environment_black"].uscc])
         (penalized,) = await connector.load_environmental_penalties(

@@ -135,7 +135,12 @@ class Connector:
         )
 
     async def check(self) -> None:
-        """Raise a ``SourceError`` when the source cannot answer (health checks)."""
+        """Raise a ``SourceError`` when the source cannot serve its data now
+        (readiness, ``/readyz``). A check must exercise what a request needs,
+        not merely a connection: SQL sources read a row of each of their
+        tables (``SqlConnector.check``), partner endpoints are unavailable
+        while their circuit breaker is open (the partner is not called). The
+        caller bounds it with its own short timeout; here: nothing to check."""
 
     async def aclose(self) -> None:
         """Release connections; called once at shutdown."""

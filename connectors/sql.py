@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -19,6 +22,33 @@ from gateway.threads import WorkerThreads
 #: ``fetch``: building and cache-keying a statement per call cost several
 #: times its execution (measured 170 µs against 30 µs on SQLite).
 KEYS = sa.bindparam("keys", expanding=True)
+
+#: How long a read of a SQLite source waits for another process's write lock
+#: (SQLite's busy timeout; a ``?timeout=`` in the source's URL overrides it)
+#: before it fails as ``SourceUnavailable``: a department's writer holds it for
+#: milliseconds, a stuck one for ever, and a request should not wait out its
+#: whole timeout (5 s by default, then ``SourceTimeout``) to learn that.
+SQLITE_BUSY_TIMEOUT_SECONDS = 0.2
+
+
+def read_only_sqlite_url(url: sa.URL) -> sa.URL:
+    """``url`` (a file SQLite URL, any driver) as the sync pysqlite URL of a
+    read-only connection that never creates the file: SQLite URI mode,
+    ``file:<path>?mode=ro``. A missing file then fails to open ("unable to
+    open database file") instead of becoming an empty database at the
+    department's path. An in-memory URL is returned as it is (sync driver)."""
+    url = url.set(drivername="sqlite")
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        return url
+    if url.query.get("uri", "").lower() in ("true", "1", "yes", "on"):
+        # Already a SQLite URI ("file:..."): force read-only unless it is in memory.
+        if url.query.get("mode") == "memory":
+            return url
+        return url.update_query_dict({"mode": "ro"})
+    # The path percent-encoded: "?", "#" and "%" are URI syntax, not file name.
+    path = quote(os.path.abspath(database), safe="/")
+    return url.set(database=f"file:{path}").update_query_dict({"mode": "ro", "uri": "true"})
 
 
 def by_keys(table: sa.Table, key: sa.Column, *order_by: Any) -> sa.Select:
@@ -40,7 +70,19 @@ class SqlConnector(Connector):
     threads (``WorkerThreads``), one hand-off per statement (aiosqlite takes
     several); the event loop never blocks.
     ``statement_engine`` is the sync engine that executes, for event hooks.
+
+    A SQLite file is opened read-only and never created
+    (``read_only_sqlite_url``): a missing file is a ``SourceUnavailable`` at
+    call time, as is a database locked by another process for longer than
+    ``SQLITE_BUSY_TIMEOUT_SECONDS``.
+
+    ``check`` reads one row of each of ``check_tables``: by default every
+    table of the ``metadata`` (a ``sa.MetaData``) of the module defining the
+    connector class, where each connector declares the tables it reads.
     """
+
+    #: The tables ``check`` reads; empty: those of the module's ``metadata``.
+    check_tables: ClassVar[tuple[sa.Table, ...]] = ()
 
     def __init__(self, settings: SourceSettings, engine: AsyncEngine | None = None) -> None:
         super().__init__(settings)
@@ -53,12 +95,16 @@ class SqlConnector(Connector):
         self._sync_engine: sa.Engine | None = None
         self._threads: WorkerThreads | None = None
         if engine is None and url.get_backend_name() == "sqlite":
+            # "database is locked" after the busy timeout is a DBAPIError: SourceUnavailable.
+            busy = {} if "timeout" in url.query else {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
             self._sync_engine = sa.create_engine(
-                url.set(drivername="sqlite"), connect_args={"check_same_thread": False}, **pool)
+                read_only_sqlite_url(url), connect_args={"check_same_thread": False, **busy},
+                **pool)
             self._threads = WorkerThreads(settings.pool_size, f"source-{settings.id}")
         elif engine is None:
             self.engine = create_async_engine(url, **pool)
         self._latency = settings.simulated_latency_ms / 1000
+        self._check = _check_statement(self.check_tables or _module_tables(type(self)))
 
     @property
     def statement_engine(self) -> sa.Engine:
@@ -95,7 +141,11 @@ class SqlConnector(Connector):
             ) from None
 
     async def check(self) -> None:
-        await self.fetch(sa.select(sa.literal(1)))
+        """A real read of the source's data: one row (at most) of each of its
+        tables, in one statement. Fails (``SourceUnavailable``, ``SourceTimeout``)
+        for a missing, locked or foreign database or a missing table, where
+        ``SELECT 1`` succeeds on any SQLite file, even one it just created."""
+        await self.fetch(self._check)
 
     async def aclose(self) -> None:
         if self._threads is not None:
@@ -103,3 +153,25 @@ class SqlConnector(Connector):
             self._sync_engine.dispose()
         else:
             await self.engine.dispose()
+
+
+def _module_tables(cls: type) -> tuple[sa.Table, ...]:
+    """The tables of the ``metadata`` of the module defining ``cls`` (or its bases)."""
+    for klass in cls.__mro__:
+        metadata = getattr(sys.modules.get(klass.__module__), "metadata", None)
+        if isinstance(metadata, sa.MetaData) and metadata.tables:
+            return tuple(metadata.sorted_tables)
+    return ()
+
+
+def _check_statement(tables: Sequence[sa.Table]) -> sa.Select:
+    """``SELECT (SELECT 1 FROM t1 LIMIT 1) AS t0, ...``: portable (SQLite,
+    PostgreSQL, MariaDB), one row whatever the tables hold, each table read
+    (an empty table gives ``NULL``)."""
+    if not tables:
+        return sa.select(sa.literal_column("1"))
+    return sa.select(*(
+        sa.select(sa.literal_column("1")).select_from(table).limit(1)
+        .scalar_subquery().label(f"t{n}")
+        for n, table in enumerate(tables)
+    ))

@@ -103,22 +103,8 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
     store = AuditStore(settings.audit.url)
     recorder = AuditRecorder(store, settings.audit.subject_key.encode(), catalog)
 
-    async def healthz(request: Request) -> Response:
-        async def status(connector) -> str:
-            try:
-                async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_SECONDS):
-                    await connector.check()
-            except (SourceError, TimeoutError):
-                return "unavailable"
-            return "ok"
-
-        ids = list(registry.connectors)
-        states = await asyncio.gather(*(status(registry.connectors[i]) for i in ids))
-        sources = dict(zip(ids, states))
-        overall = "ok" if all(s == "ok" for s in states) else "degraded"
-        return Response(
-            orjson.dumps({"status": overall, "sources": sources}), media_type="application/json"
-        )
+    from gateway import health  # /livez, /readyz (and /healthz, its alias): gateway/health.py
+    readyz = health.readiness(registry, store, HEALTH_CHECK_TIMEOUT_SECONDS)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -141,7 +127,9 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
     return Starlette(
         routes=[
             Route("/graphql", graphql),  # every method: the endpoint answers 405 itself
-            Route("/healthz", healthz, methods=["GET"]),
+            Route("/livez", health.livez, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/healthz", readyz, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -9,6 +9,7 @@ events by ``AuditRecorder.record_refusal``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -26,6 +27,11 @@ from gateway.catalog import Catalog
 log = logging.getLogger("gateway.audit")
 
 AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
+#: How long a refused request waits for its security event to be committed.
+#: Nothing is released by a refusal, so it does not wait out the trail's own
+#: (longer) bound, which releases keep: a 401 is answered promptly while the
+#: trail is locked, and only its record may be missing (logged).
+REFUSAL_RECORD_TIMEOUT_SECONDS = 0.5
 
 
 class AuditRecorder:
@@ -87,7 +93,10 @@ class AuditRecorder:
     async def record_refusal(self, request_id: str, started: float, client_id: str | None,
                              purpose: str | None, outcome: str, detail: str) -> None:
         """Record a request refused before execution; no data was released, so
-        a failing trail is logged rather than turned into a 503."""
+        a failing trail, or one that does not commit the record within
+        ``REFUSAL_RECORD_TIMEOUT_SECONDS``, is logged rather than turned into a
+        503 or waited for. (A record given up on while queued is dropped; one
+        already in a committing batch may still be committed.)"""
         entry = AuditEntry(
             kind="security_event", request_id=request_id,
             recorded_at=datetime.now(timezone.utc), client_id=client_id, organization=None,
@@ -96,10 +105,14 @@ class AuditRecorder:
             latency_ms=round((time.perf_counter() - started) * 1000, 3), detail=detail,
         )
         try:
-            await self.store.append(entry)
+            async with asyncio.timeout(REFUSAL_RECORD_TIMEOUT_SECONDS):
+                await self.store.append(entry)
         except AuditUnavailable:
             log.error("security event of request %s not recorded: audit trail unavailable",
                       request_id)
+        except TimeoutError:
+            log.error("security event of request %s not recorded within %g s: audit trail "
+                      "busy or locked", request_id, REFUSAL_RECORD_TIMEOUT_SECONDS)
 
 
 class AuditTrail(SchemaExtension):

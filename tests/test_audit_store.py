@@ -8,6 +8,10 @@ skipped, except under CI (``CI`` set), where that is a failure.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -366,3 +370,92 @@ async def test_group_commit_throughput_on_sqlite(tmp_path):
         assert (report.ok, report.records) == (True, appenders * each)
     print(f"\nSQLite group commit: {appenders * each} appends by {appenders} concurrent "
           f"appenders in {elapsed:.2f} s = {appenders * each / elapsed:.0f} appends/s")
+
+
+# --- readiness and a SQLite trail's file -------------------------------------------------
+
+
+async def test_check_passes_when_the_trail_accepts_appends(store):
+    await store.check()
+    assert (await store.append(entry(0))).seq == 1
+    await store.check(timeout_seconds=1)
+    assert (await store.verify()).records == 1  # the check wrote nothing
+
+
+async def test_check_fails_for_an_unreachable_server():
+    with socket.socket() as bound:  # bound, never listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        async with AuditStore(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/audit",
+                              timeout_seconds=5) as audit:
+            with pytest.raises(AuditUnavailable) as raised:
+                await audit.check(timeout_seconds=2)
+    assert "127.0.0.1" not in str(raised.value)
+
+
+async def test_check_fails_while_another_process_holds_the_trails_write_lock(tmp_path):
+    path = tmp_path / "audit.db"
+    async with AuditStore(f"sqlite+aiosqlite:///{path}") as audit:
+        await audit.migrate()
+        holder = sqlite3.connect(path, isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            started = time.monotonic()
+            with pytest.raises(AuditUnavailable):
+                await audit.check(timeout_seconds=0.3)
+            assert time.monotonic() - started < 4  # its own bound, not the store's 10 s
+            holder.execute("ROLLBACK")
+        finally:
+            holder.close()
+        await audit.check(timeout_seconds=2)
+
+
+async def test_only_migrate_creates_a_sqlite_trail(tmp_path):
+    """Reads, appends and checks of a missing trail fail without creating its file."""
+    path = tmp_path / "audit.db"
+    async with AuditStore(f"sqlite+aiosqlite:///{path}") as audit:
+        for attempt in (lambda: audit.append(entry(0)), audit.verify, audit.query, audit.check):
+            with pytest.raises(AuditUnavailable):
+                await attempt()
+        assert not path.exists()
+        await audit.migrate()
+        await audit.check()
+        assert (await audit.append(entry(0))).seq == 1
+
+
+async def test_check_fails_for_a_trail_never_migrated(tmp_path):
+    path = tmp_path / "audit.db"
+    sqlite3.connect(path).close()
+    async with AuditStore(f"sqlite+aiosqlite:///{path}") as audit:
+        with pytest.raises(AuditUnavailable):
+            await audit.check()
+
+
+@pytest.mark.parametrize("how", ["file removed", "directory removed", "file replaced"])
+async def test_a_trail_file_removed_or_replaced_while_open_refuses_every_append(tmp_path, how):
+    """SQLite goes on "committing" into a file deleted or renamed over while it
+    is open, where nobody will read the records: the store refuses instead, for
+    good (until the process restarts), reads included."""
+    folder = tmp_path / "trail"
+    folder.mkdir()
+    path = folder / "audit.db"
+    async with AuditStore(f"sqlite+aiosqlite:///{path}") as audit:
+        await audit.migrate()
+        assert (await audit.append(entry(0))).seq == 1
+        await audit.query()  # a read connection is open too
+        if how == "file removed":
+            path.unlink()
+        elif how == "directory removed":
+            shutil.rmtree(folder)
+        else:
+            async with AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'other.db'}") as other:
+                await other.migrate()
+            os.replace(tmp_path / "other.db", path)
+        for n in range(1, 11):
+            with pytest.raises(AuditUnavailable, match="removed|replaced"):
+                await audit.append(entry(n))
+        for attempt in (audit.verify, audit.query, audit.check, audit.migrate):
+            with pytest.raises(AuditUnavailable):
+                await attempt()
+    if how != "file replaced":
+        assert not path.exists()  # never created again

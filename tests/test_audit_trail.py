@@ -422,3 +422,74 @@ def test_control_characters_never_reach_the_trail(settings, population):
     assert error["extensions"]["code"] == "BAD_USER_INPUT" and "U+0000" in error["message"]
     (record,) = [r for r in trail(settings) if r.entry.request_id == request_id]
     assert record.entry.detail == "on behalf of 深圳市"
+
+
+# --- a SQLite trail's file removed, replaced or locked while the gateway runs ------------
+
+REGISTRATION = "query($u: USCC!) { entity(uscc: $u) { registration { name } } }"
+
+
+@pytest.mark.parametrize("how", ["file removed", "directory removed", "file replaced"])
+def test_no_data_is_released_once_the_trail_file_is_removed_or_replaced(
+        demo_settings, population, tmp_path, caplog, how):
+    """SQLite went on "committing" into the unlinked file: data was released
+    and its records lost, while ``audit verify`` later found the trail intact."""
+    import os
+    import shutil
+
+    folder = tmp_path / "trail"
+    folder.mkdir()
+    path = folder / "audit.db"
+    settings = audited(demo_settings, f"sqlite+aiosqlite:///{path}")
+    uscc = population.showcase["clean"].uscc
+    with Gateway(settings) as gateway:
+        assert gateway.post(REGISTRATION, u=uscc).status_code == 200
+        if how == "file removed":
+            path.unlink()
+        elif how == "directory removed":
+            shutil.rmtree(folder)
+        else:
+            asyncio.run(_migrated(tmp_path / "other.db"))
+            os.replace(tmp_path / "other.db", path)
+        during = [gateway.post(REGISTRATION, u=uscc) for _ in range(10)]
+        ready = gateway.client.get("/readyz")
+    for response in during:
+        assert response.status_code == 503, response.text
+        body = response.json()
+        assert body.get("data") is None and "registration" not in response.text
+        assert body["errors"][0]["extensions"] == {"code": "AUDIT_UNAVAILABLE"}
+    assert ready.status_code == 503 and ready.json()["audit"] == "unavailable"
+    assert any(r.levelname == "CRITICAL" and how.split()[-1] in r.getMessage()
+               for r in caplog.records)  # not silently
+    if how != "file replaced":
+        assert not path.exists()  # nor "recorded" in a new, empty trail
+
+
+async def _migrated(path):
+    async with AuditStore(f"sqlite+aiosqlite:///{path}") as store:
+        await store.migrate()
+
+
+def test_a_refusal_does_not_wait_for_a_locked_trail(settings):
+    """A bad token is answered within the refusal's own short bound while
+    another process holds the trail's write lock, not after the release bound
+    (10 s); nothing is released by a refusal."""
+    import time
+
+    with Gateway(settings) as gateway:
+        holder = sqlite3.connect(Path(settings.audit.url.split("///", 1)[1]),
+                                 isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            started = time.monotonic()
+            no_token = gateway.client.post("/graphql", json={"query": "{ __typename }"},
+                                           headers={"X-Request-Id": "locked-trail-01"})
+            bad_token = gateway.client.post(
+                "/graphql", json={"query": "{ __typename }"},
+                headers={"Authorization": "Bearer not-a-token", "X-Purpose-Of-Use": "SUPERVISION"})
+            elapsed = time.monotonic() - started
+            holder.execute("ROLLBACK")
+        finally:
+            holder.close()
+    assert (no_token.status_code, bad_token.status_code) == (401, 401)
+    assert elapsed < 5  # two refusals of 0.5 s at most each, far from 2 x 10 s

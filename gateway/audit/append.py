@@ -36,6 +36,12 @@ _MOVE_HEAD = (
 )
 
 
+def lock_head(conn: sa.Connection) -> None:
+    """What an append does before it inserts: lock the chain head (``AuditStore.check``)."""
+    if conn.execute(_LOCK_HEAD).one_or_none() is None:
+        raise AuditUnavailable("the audit trail has no chain head: run AuditStore.migrate()")
+
+
 def extend_chain(conn: sa.Connection, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
     """Append ``entries`` in order; ``conn`` must be in a (write) transaction.
     Synchronous: an async connection runs it with ``run_sync``."""

@@ -11,7 +11,14 @@ Appends of one process go through one group-commit writer (``writer.py``);
 each batch is one transaction that locks the chain head (``append.py``), so
 several processes sharing the database keep one chain (a SQLite trail's
 batches run on a thread of their own: ``engine.sqlite_writer_engine``). ``verify`` walks the
-chain (``verify.py``); ``query`` reads it with filters (``query.py``).
+chain (``verify.py``); ``query`` reads it with filters (``query.py``); ``check``
+tells whether it accepts appends now (readiness).
+
+A SQLite trail's file is created by ``migrate`` only, and watched
+(``engine.TrailFile``): once it is removed or replaced while the store has it
+open, every append (and read) fails with ``AuditUnavailable`` until the
+process restarts, so nothing is released on the strength of a record
+committed into an unlinked file.
 """
 
 from __future__ import annotations
@@ -20,16 +27,20 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import TracebackType
+from typing import TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from gateway.audit.append import extend_chain
+from gateway.audit.append import extend_chain, lock_head
 from gateway.audit.engine import (
     WRITE_OPTION,
+    TrailFileChanged,
     audit_engine,
+    sqlite_trail_file,
     sqlite_writer_engine,
     write_connection,
 )
@@ -44,6 +55,7 @@ from gateway.audit.writer import GroupCommitWriter
 from gateway.threads import WorkerThreads
 
 log = logging.getLogger("gateway.audit")
+T = TypeVar("T")
 LOCK_RETRY_SECONDS = 0.0005
 _MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
     weakref.WeakKeyDictionary()
@@ -68,8 +80,10 @@ class AuditStore:
     """
 
     def __init__(self, url: str, *, max_batch: int = 256, timeout_seconds: float = 10.0) -> None:
-        self._engine = audit_engine(url, timeout_seconds=timeout_seconds)
-        self._sqlite_writer = sqlite_writer_engine(url)
+        self._trail_file = sqlite_trail_file(url)
+        self._engine = audit_engine(url, timeout_seconds=timeout_seconds,
+                                    trail_file=self._trail_file)
+        self._sqlite_writer = sqlite_writer_engine(url, self._trail_file)
         self._writer_thread = (WorkerThreads(1, "audit-writer")
                                if self._sqlite_writer is not None else None)
         self._timeout = timeout_seconds
@@ -77,8 +91,11 @@ class AuditStore:
 
     async def migrate(self) -> None:
         """Create or upgrade the schema (``alembic upgrade head``); safe to run
-        from several processes at once."""
+        from several processes at once. The only operation that creates a
+        SQLite trail's file (not its directory)."""
         try:
+            if self._trail_file is not None:
+                await self._writer_thread.run(self._trail_file.create)
             # alembic keeps its migration context in module globals: two
             # migrations interleaved on one event loop would share it.
             async with _migration_lock(), self._engine.connect() as conn:
@@ -99,6 +116,38 @@ class AuditStore:
         if entry.kind == "maintenance":
             raise ValueError("maintenance records are written by prune() only")
         return await self._writer.submit(entry)
+
+    async def check(self, timeout_seconds: float | None = None) -> None:
+        """Raise ``AuditUnavailable`` unless the trail accepts appends now
+        (readiness): an append's transaction up to its inserts, rolled back.
+        SQLite: the writer's connection (which never creates the file) takes
+        the write lock (``BEGIN IMMEDIATE``), locks the chain head and checks
+        that the path still names the file opened. Servers: a write
+        transaction locks the chain head row (``SELECT ... FOR UPDATE``, which
+        a read-only server or transaction refuses), for one round trip.
+        Bounded by ``timeout_seconds`` (at most the store's own timeout)."""
+        timeout = self._timeout if timeout_seconds is None else min(timeout_seconds,
+                                                                    self._timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                if self._writer_thread is not None:
+                    deadline = time.monotonic() + timeout
+                    await self._writer_thread.run(self._sqlite_write, lock_head, deadline, False)
+                    return
+                async with self._engine.connect() as conn:
+                    await write_connection(conn)
+                    transaction = await conn.begin()
+                    try:
+                        await conn.run_sync(lock_head)
+                    finally:
+                        await transaction.rollback()
+        except Exception as exc:
+            if isinstance(exc, AuditUnavailable):
+                raise
+            # Health probes repeat: a warning each, the driver's words in the log only.
+            log.warning("audit trail check failed: %r", exc)
+            raise AuditUnavailable(
+                f"the audit trail does not accept writes: {exc.__class__.__name__}") from exc
 
     async def verify(self) -> VerifyReport:
         """Check the whole chain; the report names the first problem and its record."""
@@ -189,20 +238,36 @@ class AuditStore:
                     return await conn.run_sync(extend_chain, entries)
 
     def _commit_sqlite(self, entries: Sequence[AuditEntry], deadline: float) -> list[AuditRecord]:
-        """On the writer thread. While another process holds the trail's write
-        lock it retries every ``LOCK_RETRY_SECONDS`` (SQLite's own busy handler
-        sleeps 1, 2, 5, 10 ms... between tries, a commit holds the lock well
-        under 1 ms); a batch its callers stopped waiting for (the deadline
-        passed) rolls back."""
+        """On the writer thread: ``entries`` appended in one transaction."""
+        return self._sqlite_write(lambda conn: extend_chain(conn, entries), deadline, True)
+
+    def _sqlite_write(self, work: Callable[[sa.Connection], T], deadline: float,
+                      commit: bool) -> T:
+        """On the writer thread, ``work`` in a write transaction (``BEGIN
+        IMMEDIATE``), committed or rolled back. While another process holds
+        the trail's write lock it retries every ``LOCK_RETRY_SECONDS``
+        (SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries, a
+        commit holds the lock well under 1 ms); work its callers stopped
+        waiting for (the deadline passed) rolls back. Just before COMMIT the
+        trail's file is checked (one ``os.stat``): removed or replaced, the
+        transaction rolls back and the store refuses from then on."""
         while True:
             try:
                 with self._sqlite_writer.connect() as conn:
                     conn.execution_options(**{WRITE_OPTION: True})
-                    with conn.begin():
-                        records = extend_chain(conn, entries)
-                        if time.monotonic() >= deadline:
-                            raise AuditUnavailable("the audit batch passed its deadline")
-                        return records
+                    try:
+                        with conn.begin() as transaction:
+                            result = work(conn)
+                            if time.monotonic() >= deadline:
+                                raise AuditUnavailable("the audit batch passed its deadline")
+                            if self._trail_file is not None:
+                                self._trail_file.check()
+                            if not commit:
+                                transaction.rollback()
+                            return result
+                    except TrailFileChanged:
+                        conn.invalidate()  # closed: no lock left on the path's -wal/-shm
+                        raise
             except sa_exc.OperationalError as exc:
                 if "locked" not in str(exc.orig) or time.monotonic() >= deadline:
                     raise

@@ -1,0 +1,144 @@
+"""SQL sources: a SQLite source is opened read-only and never created; a
+missing, locked or foreign file fails as SOURCE_UNAVAILABLE, fast; ``check``
+reads the source's own tables."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+from connectors.tax import TaxConnector, metadata, ratings
+from gateway.errors import SourceUnavailable
+from gateway.settings import SourceSettings
+from tests.connectors.legacy_db import connector_over
+
+pytestmark = pytest.mark.anyio
+
+USCC = "91441300195971850Y"
+
+
+def tax_source(path: Path, **changes) -> TaxConnector:
+    """A tax connector building its own engine over the SQLite file at ``path``."""
+    # A URL's path is percent-decoded (``%3F`` is a ``?`` of the file name).
+    settings = SourceSettings(id="test-source", connector="tax",
+                              url=f"sqlite+aiosqlite:///{quote(str(path))}", department="测试部门",
+                              city="惠州", **changes)
+    return TaxConnector(settings)
+
+
+def tax_database(path: Path) -> Path:
+    """The tax tables at ``path``, with one rating."""
+    engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(path))
+    try:
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            conn.execute(ratings.insert(), [
+                {"NSRSBH": USCC, "PJND": 2025, "XYJB": "A", "PF": 95, "FBRQ": "2026-04-20"}])
+    finally:
+        engine.dispose()
+    return path
+
+
+@pytest.fixture
+def locked(tmp_path) -> Iterator[Path]:
+    """A tax database another process holds the write lock of (``BEGIN EXCLUSIVE``)."""
+    path = tax_database(tmp_path / "tax.db")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        yield path
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+async def test_a_sqlite_source_is_read(tmp_path):
+    connector = tax_source(tax_database(tmp_path / "tax.db"))
+    try:
+        ((rating,),) = await connector.load_tax_ratings([USCC])
+        await connector.check()
+    finally:
+        await connector.aclose()
+    assert rating.year == 2025
+
+
+async def test_a_missing_sqlite_source_is_unavailable_and_not_created(tmp_path):
+    path = tmp_path / "tax.db"
+    connector = tax_source(path)
+    try:
+        with pytest.raises(SourceUnavailable) as loading:
+            await connector.load_tax_ratings([USCC])
+        with pytest.raises(SourceUnavailable):
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert loading.value.extensions == {"code": "SOURCE_UNAVAILABLE", "source": "test-source"}
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_sqlite_source_is_opened_read_only(tmp_path):
+    connector = tax_source(tax_database(tmp_path / "tax.db"))
+    try:
+        with connector.statement_engine.connect() as conn, pytest.raises(
+                sa.exc.OperationalError, match="readonly"):
+            conn.execute(ratings.delete())
+    finally:
+        await connector.aclose()
+
+
+async def test_a_sqlite_source_path_may_hold_uri_characters(tmp_path):
+    folder = tmp_path / "税务 #1 ?x=%41&mode=rwc"
+    folder.mkdir()
+    connector = tax_source(tax_database(folder / "tax.db"))
+    try:
+        ((rating,),) = await connector.load_tax_ratings([USCC])
+    finally:
+        await connector.aclose()
+    assert rating.grade.name == "A"
+
+
+async def test_a_locked_sqlite_source_is_unavailable_well_before_its_timeout(locked):
+    connector = tax_source(locked, timeout_seconds=5.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(SourceUnavailable) as loading:
+            await connector.load_tax_ratings([USCC])
+        elapsed = time.monotonic() - started
+        with pytest.raises(SourceUnavailable):
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert loading.value.extensions["code"] == "SOURCE_UNAVAILABLE"
+    assert elapsed < 4.0  # the busy timeout (a fraction of a second), not the 5 s timeout
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database at all" * 100])
+async def test_check_fails_for_a_file_that_is_not_the_source(tmp_path, content):
+    """``SELECT 1`` succeeds on any file; the check reads the source's tables."""
+    path = tmp_path / "tax.db"
+    path.write_bytes(content)
+    connector = tax_source(path)
+    try:
+        with pytest.raises(SourceUnavailable):
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert path.read_bytes() == content
+
+
+async def test_check_reads_every_table_of_the_source(database_url):
+    connector = await connector_over(TaxConnector, database_url, metadata, {ratings: []})
+    try:
+        await connector.check()  # empty tables are fine
+        async with connector.engine.begin() as conn:
+            await conn.run_sync(lambda sync: metadata.tables["SW_QSGG"].drop(sync))
+        with pytest.raises(SourceUnavailable):
+            await connector.check()
+    finally:
+        await connector.aclose()

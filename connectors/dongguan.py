@@ -149,6 +149,9 @@ class DongguanConnector(Connector):
             )
         return data
 
+    async def check(self) -> None:
+        self.client.check()
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

@@ -188,6 +188,12 @@ class PartnerClient:
         return await self._call("POST", path, idempotent, content=orjson.dumps(body),
                                 headers=headers)
 
+    def check(self) -> None:
+        """For readiness: ``CircuitOpen`` while the breaker is open; the partner
+        is not called (its health is its own, measured by the calls)."""
+        if self.breaker.state == "open":
+            raise CircuitOpen(self.id, f"{self._name} is failing: calls to it are suspended")
+
     def bad_data(self, message: str) -> BadSourceData:
         """A ``BadSourceData`` for this source; ``message`` must be client-safe."""
         log.warning("source %s: %s", self.id, message)

@@ -41,7 +41,7 @@ from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, Connector, SourceCa
 from connectors.partner_http import PartnerClient
 from gateway.catalog import Catalog, load_catalog
 from gateway.codes import InvalidCode, validate_resident_id, validate_uscc
-from gateway.errors import CircuitOpen, PartnerRefused, SourceUnavailable
+from gateway.errors import PartnerRefused, SourceUnavailable
 from gateway.policy import decide
 from gateway.settings import SourceSettings
 from resolvers import records as r
@@ -333,9 +333,7 @@ class ShenzhenConnector(Connector):
         return f"source {self.id} ({self.settings.department})"
 
     async def check(self) -> None:
-        """Unavailable while the circuit breaker is open; the partner is not called."""
-        if self.client.breaker.state == "open":
-            raise CircuitOpen(self.id, f"{self._name} is failing: calls to it are suspended")
+        self.client.check()
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from strawberry.http.ides import get_graphql_ide_html
 
-from gateway import clock
+from gateway import clock, health
 from gateway.auth import TokenVerifier
 from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, SourceCall
 from gateway.audit import AuditStore
@@ -26,7 +24,6 @@ from gateway.catalog import load_catalog
 from gateway.clients import load_clients
 from gateway.context import RequestContext
 from gateway.enforcement import PlanCache
-from gateway.errors import SourceError
 from gateway.loaders import Loaders
 from gateway.policy import Policy
 from gateway.recording import AuditRecorder
@@ -103,7 +100,6 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
     store = AuditStore(settings.audit.url)
     recorder = AuditRecorder(store, settings.audit.subject_key.encode(), catalog)
 
-    from gateway import health  # /livez, /readyz (and /healthz, its alias): gateway/health.py
     readyz = health.readiness(registry, store, HEALTH_CHECK_TIMEOUT_SECONDS)
 
     @contextlib.asynccontextmanager

@@ -16,9 +16,12 @@ once, each within ``timeout_seconds``:
   store opened still being at its path). Without it no data can be released.
 
 200 ``{"status": "ok", "sources": {"hz-tax": "ok", ...}, "audit": "ok"}`` when
-every part is ``"ok"``; else 503 with ``"status": "unavailable"`` and the
-failing parts ``"unavailable"``. Why a part failed goes to the log, never to
-the answer (it may name hosts or files).
+every part is ``"ok"``; 503 with ``"status": "unavailable"`` and the failing
+parts ``"unavailable"`` when the audit trail or one of this city's own sources
+fails. A partner city's endpoint failing (its breaker open) is ``"degraded"``
+with 200: every instance sees the same partner, and taking them all out of a
+load balancer's rotation would turn a partial answer into none. Why a part
+failed goes to the log, never to the answer (it may name hosts or files).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from gateway.sources import SourceRegistry
 log = logging.getLogger("gateway.health")
 
 OK = "ok"
+DEGRADED = "degraded"  # ready, but a partner city's endpoint is failing
 UNAVAILABLE = "unavailable"
 DEFAULT_TIMEOUT_SECONDS = 2.0
 
@@ -82,8 +86,11 @@ async def readiness_report(registry: SourceRegistry, store: AuditStore,
           for i in ids),
     )
     audit, sources = states[0], dict(zip(ids, states[1:], strict=True))
-    ready = audit == OK and all(s == OK for s in sources.values())
-    return {"status": OK if ready else UNAVAILABLE, "sources": sources, "audit": audit}
+    ready = audit == OK and all(state == OK for source_id, state in sources.items()
+                                if not registry.connectors[source_id].is_partner)
+    status = UNAVAILABLE if not ready else OK if all(
+        state == OK for state in sources.values()) else DEGRADED
+    return {"status": status, "sources": sources, "audit": audit}
 
 
 def readiness(registry: SourceRegistry, store: AuditStore,
@@ -92,6 +99,6 @@ def readiness(registry: SourceRegistry, store: AuditStore,
 
     async def readyz(request: Request) -> Response:
         report = await readiness_report(registry, store, timeout_seconds)
-        return _json(report, 200 if report["status"] == OK else 503)
+        return _json(report, 503 if report["status"] == UNAVAILABLE else 200)
 
     return readyz

@@ -139,7 +139,9 @@ class Registry:
 
 
 class Part:
-    """A source or trail whose check does what ``outcome`` says."""
+    """A source (of this city) or trail whose check does what ``outcome`` says."""
+
+    is_partner = False
 
     def __init__(self, outcome=None):
         self.outcome = outcome
@@ -170,3 +172,31 @@ async def test_every_part_is_checked_at_once_and_bounded(caplog):
     assert report == {"status": "unavailable", "sources": {"fine": "ok"}, "audit": "unavailable"}
     report = await readiness_report(Registry(fine=Part()), Part())
     assert report == {"status": "ok", "sources": {"fine": "ok"}, "audit": "ok"}
+
+
+@pytest.mark.anyio
+async def test_a_failing_partner_leaves_the_gateway_ready_but_degraded(demo_settings):
+    from gateway.health import readiness_report
+    from gateway.sources import SourceRegistry
+
+    class Partner:
+        is_partner = True
+
+        async def check(self) -> None:
+            from gateway.errors import CircuitOpen
+            raise CircuitOpen("sz-gateway", "calls are suspended")
+
+    class Store:
+        async def check(self, timeout_seconds: float) -> None:
+            return None
+
+    registry = SourceRegistry.from_settings(demo_settings)
+    registry.connectors["sz-gateway"] = Partner()
+    try:
+        report = await readiness_report(registry, Store(), 2.0)
+    finally:
+        del registry.connectors["sz-gateway"]
+        await registry.aclose()
+    assert report["status"] == "degraded" and report["audit"] == "ok"
+    assert report["sources"]["sz-gateway"] == "unavailable"
+    assert report["sources"]["hz-market"] == "ok"

@@ -44,7 +44,9 @@ from gateway.settings import Settings
 CACHED_TEXT_LENGTH = 16_384  # longer texts are parsed for each request, never kept
 CACHE_TEXT_BUDGET = 4_000_000  # characters of query text the cache holds at most
 MAX_VALIDATION_ERRORS = 20
-_SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+# What a validation message tells of the schema beyond the client's own text:
+# suggestions, and the name of the type a field was looked up on.
+_SCHEMA_HINTS = re.compile(r"\s*Did you mean [^?]*\?| on type '[^']*'")
 
 # Root fields -> how many subjects they ask about (see ``_subjects``).
 SINGLE_SUBJECT_FIELDS = frozenset({"entity", "person"})
@@ -208,7 +210,7 @@ class Admission:
 
 
 def _coded(error: GraphQLError, hide_suggestions: bool) -> GraphQLError:
-    message = _SUGGESTION.sub("", error.message) if hide_suggestions else error.message
+    message = _SCHEMA_HINTS.sub("", error.message) if hide_suggestions else error.message
     return GraphQLError(message, nodes=error.nodes, source=error.source,
                         positions=error.positions,
                         extensions={**(error.extensions or {}), "code": "GRAPHQL_VALIDATION_FAILED"})

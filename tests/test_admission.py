@@ -135,6 +135,9 @@ def test_introspection_and_suggestions_are_off_unless_the_client_may(closed):
     typo = closed.post("{ entiti(uscc: \"%s\") { uscc } }" % A, public)
     assert typo.status_code == 400
     assert "Did you mean" not in typo.text and "entity" not in typo.text.replace("entiti", "")
+    nested = closed.post("{ entity(uscc: \"%s\") { registraton { name } } }" % A, public)
+    (error,) = nested.json()["errors"]
+    assert error["message"] == "Cannot query field 'registraton'."  # no type, no hint
     # The market regulator's app builds views: the registry lets it introspect.
     builder = ("hz-market-app", "SUPERVISION")
     body = closed.query(get_introspection_query(), builder)

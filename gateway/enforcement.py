@@ -34,6 +34,7 @@ from graphql import (
 from graphql import ExecutionResult
 from strawberry.extensions import SchemaExtension
 
+from gateway.admission import CACHE_TEXT_BUDGET, CACHED_TEXT_LENGTH
 from gateway.errors import ForbiddenForPurpose
 from gateway.policy import Decision
 
@@ -214,20 +215,29 @@ class _Planner:
 
 class PlanCache:
     """The plans of operations seen before, by (query text, operation name,
-    purpose), for one policy; at most ``size``, the oldest dropped first.
-    Plans that depend on variables (``@skip(if: $x)``) are not kept."""
+    purpose), for one policy; at most ``size`` of them and ``text_budget``
+    characters of query text in all (a plan's memory grows with its text),
+    the oldest dropped first. Plans that depend on variables (``@skip(if:
+    $x)``) are not kept, nor those of texts over ``CACHED_TEXT_LENGTH``."""
 
-    def __init__(self, size: int = 1024) -> None:
+    def __init__(self, size: int = 1024, text_budget: int = CACHE_TEXT_BUDGET) -> None:
         self._plans: dict[tuple[Any, ...], Plan] = {}
         self._size = size
+        self._text_budget = text_budget
+        self._text = 0
 
     def get(self, key: tuple[Any, ...]) -> Plan | None:
         return self._plans.get(key)
 
     def put(self, key: tuple[Any, ...], plan: Plan) -> None:
-        if len(self._plans) >= self._size:
-            del self._plans[next(iter(self._plans))]
+        if len(key[0]) > CACHED_TEXT_LENGTH or key in self._plans:
+            return
         self._plans[key] = plan
+        self._text += len(key[0])
+        while len(self._plans) > self._size or self._text > self._text_budget:
+            oldest = next(iter(self._plans))
+            del self._plans[oldest]
+            self._text -= len(oldest[0])
 
 
 def _attrs(node: Any) -> dict[str, Any]:

@@ -347,3 +347,19 @@ def test_an_operation_the_planner_cannot_determine_is_never_run(gateway, populat
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "OPERATION_NAME_REQUIRED"
     assert counter.total == 0
+
+
+def test_the_plan_cache_is_bounded_by_entries_and_by_text():
+    from gateway.enforcement import Plan, PlanCache
+
+    cache = PlanCache(size=3, text_budget=100)
+    for i in range(5):
+        cache.put((f"q{i}", None, "P"), Plan(None))
+    assert [cache.get((f"q{i}", None, "P")) is not None for i in range(5)] == [
+        False, False, True, True, True]
+    cache.put(("x" * 60, None, "P"), Plan(None))
+    cache.put(("y" * 60, None, "P"), Plan(None))
+    assert cache.get(("x" * 60, None, "P")) is None  # over the text budget: the oldest go
+    assert cache.get(("y" * 60, None, "P")) is not None
+    cache.put(("z" * 20_000, None, "P"), Plan(None))
+    assert cache.get(("z" * 20_000, None, "P")) is None  # too long to keep at all

@@ -175,3 +175,31 @@ def test_a_syntax_error_is_a_coded_graphql_error(gateway):
     error = refusal(send(gateway, '{"query": "query A { __typename } query B {"}'))
     assert error["message"].startswith("Syntax Error")
     assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+
+
+def test_a_body_over_the_limit_is_413_by_its_length(demo_settings):
+    import dataclasses
+
+    with Gateway(dataclasses.replace(demo_settings, max_body_bytes=100)) as small:
+        at = '{"query": "{ __typename }"}'.ljust(100)
+        assert send(small, at).status_code == 200
+        error = refusal(send(small, at + " "), 413)
+    assert error["extensions"] == {"code": "REQUEST_TOO_LARGE", "limit": 100}
+
+
+@pytest.mark.anyio
+async def test_a_streamed_body_is_not_read_past_the_limit():
+    from gateway.http import BodyTooLarge, read_body
+
+    sent = []
+
+    class Streaming:
+        async def stream(self):
+            for i in range(1000):
+                sent.append(i)
+                yield b"x" * 100
+
+    with pytest.raises(BodyTooLarge):
+        await read_body(Streaming(), 1_000)
+    assert len(sent) == 11  # stopped at the chunk that passed the limit
+    assert await read_body(Streaming(), 10**6) == b"x" * 100_000

@@ -37,6 +37,7 @@ from strawberry.extensions import SchemaExtension
 from gateway.admission import CACHE_TEXT_BUDGET, CACHED_TEXT_LENGTH
 from gateway.errors import ForbiddenForPurpose
 from gateway.policy import Decision
+from gateway.strawberry_internals import graphql_core_schema
 
 Path = tuple[str, ...]
 
@@ -60,6 +61,9 @@ class Plan:
     # Every permitted field the operation selects: (parent path, response key,
     # its coordinates, whether it selects sub-fields), for ``released``.
     fields: list[tuple[Path, str, frozenset[str], bool]] = field(default_factory=list)
+    # Names of the permitted fields selected directly beneath each response path
+    # (no list indices), fragments and @skip/@include applied: what prefetch reads.
+    children: dict[Path, set[str]] = field(default_factory=dict)
     reusable: bool = False  # the same for every request with this text, operation and purpose
 
     def denied_coordinates(self) -> list[str]:
@@ -81,11 +85,6 @@ class Plan:
             if any(obj.get(key) is not None if is_object else key in obj for obj in objects):
                 released |= coordinates
         return released
-
-
-def is_included(node: Any, variables: Mapping[str, Any], defaults: Mapping[str, Any]) -> bool:
-    """Whether ``node``'s ``@skip``/``@include`` directives keep it."""
-    return _included(node, variables, defaults)[0]
 
 
 def _included(node: Any, variables: Mapping[str, Any],
@@ -166,6 +165,7 @@ class _Planner:
                     self.plan.selected.update(coordinates)
                     self.plan.fields.append(
                         (path, key, coordinates, selection.selection_set is not None))
+                    self.plan.children.setdefault(path, set()).add(selection.name.value)
                 if denied is not None:
                     changed = True
                     if visible:
@@ -342,7 +342,7 @@ class PurposePolicy(SchemaExtension):
             plan = context.plans.get(key)
             if plan is None:
                 plan = plan_operation(
-                    execution.schema._schema, document, execution.operation_name,
+                    graphql_core_schema(execution.schema), document, execution.operation_name,
                     execution.variables, context.decision,
                 )
                 if plan is not None and plan.reusable:

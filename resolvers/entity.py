@@ -11,11 +11,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import strawberry
-from graphql import FieldNode, InlineFragmentNode
-from strawberry.utils.str_converters import to_camel_case
+from strawberry.types import get_object_definition
 
 from connectors import record_types as rt
-from gateway.enforcement import is_included
 from gateway.errors import ForbiddenForPurpose
 from resolvers import records as r
 from resolvers.audit import AccessHistoryPage, access_history
@@ -80,25 +78,11 @@ async def load_if_authorized(
 async def prefetch(info: strawberry.Info, usccs: list[str]) -> None:
     """Load every record type the selection of ``info``'s field (entities)
     reads, for ``usccs``, before the entities are resolved; not the record
-    types gated by the subject's authorization, read only once it is checked."""
-    raw = info._raw_info  # graphql-core's: its nodes as they are (selected_fields converts them all)
-    names: set[str] = set()
-
-    def collect(selection_set: Any) -> None:
-        for selection in selection_set.selections:
-            if not is_included(selection, raw.variable_values, {}):
-                continue
-            if isinstance(selection, FieldNode):
-                names.add(selection.name.value)
-            elif isinstance(selection, InlineFragmentNode):
-                collect(selection.selection_set)
-            else:
-                collect(raw.fragments[selection.name.value].selection_set)
-
-    for node in raw.field_nodes:
-        if node.selection_set is not None:
-            collect(node.selection_set)
+    types gated by the subject's authorization, read only once it is checked.
+    What the selection reads comes from the enforcement plan (one walk of the
+    operation, fragments and ``@skip``/``@include`` applied)."""
     context = info.context
+    names = context.plan.children.get((info.path.key,), ()) if context.plan else ()
     gated = context.decision.authorization_by_field
     record_types = [record_type for name, record_type in _ENTITY_RECORD_TYPES.items()
                     if name in names and ("Entity", record_type) not in gated]
@@ -171,10 +155,16 @@ class Entity:
 def _graphql_record_types(cls: type) -> dict[str, str]:
     """GraphQL field name -> record type, for the source-backed fields of ``cls``."""
     return {
-        field.graphql_name or to_camel_case(field.python_name): field.metadata[RECORD_TYPE]
-        for field in cls.__strawberry_definition__.fields
+        field.graphql_name or _camel(field.python_name): field.metadata[RECORD_TYPE]
+        for field in get_object_definition(cls, strict=True).fields
         if RECORD_TYPE in (field.metadata or {})
     }
+
+
+def _camel(name: str) -> str:
+    """``tax_ratings`` -> ``taxRatings``, as the schema names fields."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 _ENTITY_RECORD_TYPES = _graphql_record_types(Entity)

@@ -6,6 +6,7 @@ from typing import Any
 
 import strawberry
 from strawberry.extensions import FieldExtension
+from strawberry.types import get_object_definition
 
 
 class MaskedIdentifier(FieldExtension):
@@ -17,7 +18,7 @@ class MaskedIdentifier(FieldExtension):
     """
 
     def apply(self, field: Any) -> None:
-        self.type_name = field.origin.__strawberry_definition__.name
+        self.type_name = get_object_definition(field.origin, strict=True).name
 
     def resolve(self, next_: Any, source: Any, info: strawberry.Info, **kwargs: Any) -> Any:
         value = next_(source, info, **kwargs)

@@ -8,7 +8,6 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
-from strawberry.schema.schema_converter import GraphQLCoreConverter
 
 from gateway.admission import AdmittedDocument
 from gateway.catalog import Catalog
@@ -16,6 +15,7 @@ from gateway.enforcement import PurposePolicy
 from gateway.errors import ClientError, SourceError
 from gateway.policy import Policy, schema_fields
 from gateway.recording import AuditTrail
+from gateway.strawberry_internals import graphql_core_schema
 from resolvers.entity import RECORD_TYPE
 from resolvers.masking import MaskedIdentifier
 from resolvers.query import Query
@@ -94,20 +94,15 @@ def export_sdl() -> str:
     return schema.as_str() + "\n"
 
 
-DEFINITION_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
-
-
 def graphql_schema() -> Any:
     """graphql-core's schema behind the strawberry schema (for validation and planning)."""
-    return schema._schema
+    return graphql_core_schema(schema)
 
 
 def _strawberry_fields():
     """(coordinate, strawberry field) for every object-type field of the schema."""
-    graphql_schema = schema._schema
-    for coordinate, shape in schema_fields(graphql_schema).items():
-        field_def = graphql_schema.type_map[shape.parent].fields[coordinate.split(".", 1)[1]]
-        yield coordinate, field_def.extensions.get(DEFINITION_BACKREF)
+    for coordinate, shape in schema_fields(graphql_schema()).items():
+        yield coordinate, schema.get_field_for_type(coordinate.split(".", 1)[1], shape.parent)
 
 
 def source_record_types() -> dict[str, str]:
@@ -135,4 +130,4 @@ def masked_fields() -> set[str]:
 def build_policy(catalog: Catalog) -> Policy:
     """The catalog checked against this schema (``ConfigurationError`` if it
     leaves a field undecided or cannot be enforced)."""
-    return Policy(catalog, schema_fields(schema._schema), source_record_types(), masked_fields())
+    return Policy(catalog, schema_fields(graphql_schema()), source_record_types(), masked_fields())

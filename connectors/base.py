@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
 
@@ -28,13 +28,17 @@ ON_BEHALF_OF_HEADER = "X-On-Behalf-Of"
 class SourceCall:
     """What a source may need to know about the request it serves: partner
     endpoints forward the purpose and the asking organization, and only the
-    fields the operation selected (``selected`` holds ``Type.field``)."""
+    fields the operation selected (``selected`` holds ``Type.field``) plus the
+    attributes the policy reads (``reads``)."""
 
     request_id: str
     client_id: str
     organization: str
     purpose: str
     selected: frozenset[str] = frozenset()
+    # record type -> record attributes the purpose's policy reads (row rules,
+    # publicity windows): a partner is asked for them beside ``selected``.
+    reads: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 class Connector:

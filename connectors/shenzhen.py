@@ -39,10 +39,8 @@ from urllib.parse import quote
 from connectors import record_types as rt
 from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, Connector, SourceCall
 from connectors.partner_http import PartnerClient
-from gateway.catalog import Catalog, load_catalog
 from gateway.codes import InvalidCode, validate_resident_id, validate_uscc
 from gateway.errors import PartnerRefused, SourceUnavailable
-from gateway.policy import decide
 from gateway.settings import SourceSettings
 from resolvers import records as r
 
@@ -52,12 +50,6 @@ PURPOSE_HEADER = "X-Purpose-Of-Use"
 REQUEST_ID_HEADER = "X-Request-Id"
 HOP_VALUE = "huizhou"
 FORBIDDEN = "FORBIDDEN_FOR_PURPOSE"
-# Options of each row-rule kind that name a record attribute the rule reads.
-RULE_ATTRIBUTES = {
-    "publicity_window": ("date", "severity", "ends", "repaired"),
-    "active_period": ("removed", "expires"),
-    "value_in": ("attribute",),
-}
 
 
 def camel(name: str) -> str:
@@ -176,14 +168,10 @@ class ShenzhenConnector(Connector):
         rt.CREDIT_LISTS: "load_credit_lists",
     }
 
-    def __init__(self, settings: SourceSettings, *, catalog: Catalog | None = None,
-                 transport: Any = None) -> None:
-        """``catalog``: the policy whose row rules need attributes (default: the
-        packaged ``gateway/policy.toml``); ``transport``: for tests only."""
+    def __init__(self, settings: SourceSettings, *, transport: Any = None) -> None:
+        """``transport``: for tests only."""
         super().__init__(settings)
-        self.catalog = catalog or load_catalog()
         self.client = PartnerClient(settings, transport)
-        self._rule_attributes: dict[str, dict[str, frozenset[str]]] = {}
 
     def batch_function(self, record_type: str, call: SourceCall) -> Callable[[Sequence[Any]], Any]:
         return functools.partial(getattr(self, self.record_types[record_type]), call=call)
@@ -227,25 +215,8 @@ class ShenzhenConnector(Connector):
         shape = SHAPES[record_type]
         prefix = shape.type_name + "."
         wanted = {c[len(prefix):] for c in call.selected if c.startswith(prefix)}
-        wanted |= self._rules_need(call.purpose).get(record_type, frozenset())
+        wanted |= {camel(name) for name in call.reads.get(record_type, ())}
         return [name for name in shape.attributes if name in wanted]
-
-    def _rules_need(self, purpose: str) -> dict[str, frozenset[str]]:
-        """Record type -> GraphQL fields the purpose's row rules read (cached)."""
-        needed = self._rule_attributes.get(purpose)
-        if needed is None:
-            needed = {}
-            if purpose in self.catalog.purposes:
-                coordinates = {f"Entity.{s.field}": t for t, s in SHAPES.items()}
-                decision = decide(self.catalog, purpose, coordinates)
-                for record_type, row_filter in decision.row_filters.items():
-                    rules = [self.catalog.rows[rule_id] for rule_id in row_filter.rules]
-                    needed[record_type] = frozenset(
-                        camel(rule.options[option]) for rule in rules
-                        for option in RULE_ATTRIBUTES[rule.kind] if rule.options.get(option)
-                    )
-            self._rule_attributes[purpose] = needed
-        return needed
 
     def query(self, record_type: str, fields: Sequence[str]) -> str:
         """The GraphQL document for one batch (``__typename`` when no field is needed)."""

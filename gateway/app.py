@@ -57,7 +57,7 @@ def context_factory(settings: Settings, registry: SourceRegistry, policy: Policy
             loaders=Loaders(
                 registry, settings.max_batch_keys, decision, today,
                 SourceCall(request_id, caller.client.id, caller.client.organization,
-                           caller.purpose),
+                           caller.purpose, reads=decision.reads),
                 with_partners=HOP_HEADER not in request.headers,
             ),
             response=response,

@@ -91,7 +91,7 @@ class PublicityWindow:
                 if known is None or repair.repaired_on > known:
                     repaired[repair.record_reference] = repair.repaired_on
         for record in records:
-            if self.ends_of:
+            if self.ends_of and getattr(record, self.date_of, None) is not None:
                 setattr(record, self.ends_of, self.ends_on(record))
             if repaired and getattr(record, self.repaired_of) is None:
                 setattr(record, self.repaired_of,
@@ -106,6 +106,8 @@ def _publicity_window(rule: RowRule, purpose: str) -> Keep | None:
     hide_severities = o["not_public"] if purpose in o["public_purposes"] else frozenset()
 
     def keep(record: Any, today: date) -> bool:
+        if getattr(record, window.date_of, None) is None:
+            return False  # a window without its start cannot be judged: not shown
         if window.severity(record) in hide_severities:
             return False
         repaired = window.repaired_from(record)
@@ -139,6 +141,13 @@ def _value_in(rule: RowRule, purpose: str) -> Keep | None:
     attribute = rule.options["attribute"]
     return lambda record, today: _name(getattr(record, attribute)) in allowed
 
+
+# Options of each row-rule kind that name a record attribute the rule reads.
+RULE_ATTRIBUTES = {
+    "publicity_window": ("date", "severity", "ends", "repaired"),
+    "active_period": ("removed", "expires"),
+    "value_in": ("attribute",),
+}
 
 _RULE_KINDS: dict[str, Callable[[RowRule, str], Keep | None]] = {
     "publicity_window": _publicity_window,
@@ -175,6 +184,9 @@ class Decision:
     # record type -> its publicity window, for every purpose: the end date and
     # repair each record is shown with (``PublicityWindow.prepare``).
     windows: Mapping[str, PublicityWindow] = field(default_factory=dict)
+    # record type -> the record attributes this purpose's row rules read: a
+    # partner must send them too (a window without its date is not computed).
+    reads: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def permits(self, coordinate: str) -> bool:
         return coordinate in self.allowed or coordinate in self.authorized
@@ -209,9 +221,17 @@ def decide(catalog: Catalog, purpose: str, record_types: Mapping[str, str]) -> D
         (c.split(".", 1)[0], record_types[c]): category
         for c, category in authorized.items() if c in record_types
     }
+    windows = publicity_windows(catalog, record_types)
+    reads: dict[str, set[str]] = {}
+    for record_type, row_filter in row_filters.items():
+        for rule_id in row_filter.rules:
+            rule = catalog.rows[rule_id]
+            reads.setdefault(record_type, set()).update(
+                rule.options[option] for option in RULE_ATTRIBUTES[rule.kind]
+                if rule.options.get(option))
     return Decision(
         catalog.purposes[purpose], frozenset(allowed), authorized, masks, row_filters, by_field,
-        publicity_windows(catalog, record_types),
+        windows, {record_type: frozenset(names) for record_type, names in reads.items()},
     )
 
 

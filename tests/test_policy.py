@@ -355,3 +355,21 @@ def test_catalogs_that_cannot_be_enforced_stop_start_up(raw_catalog, change, mes
     with pytest.raises(ConfigurationError, match=message):
         build_policy(catalog)
 
+
+
+def test_what_the_policy_reads_of_each_record_type_per_purpose(policy):
+    public = policy.decisions["PUBLIC_DISCLOSURE"].reads
+    assert public["penalties"] == {"decided_on", "severity", "publicity_ends_on", "repaired_on"}
+    assert public["tax_ratings"] == {"grade"}
+    assert policy.decisions["JOINT_PUNISHMENT"].reads["credit_lists"] == {
+        "removed_on", "expires_on", "kind"}
+    assert "penalties" not in policy.decisions["CREDIT_REPAIR_REVIEW"].reads  # no row rule
+
+
+def test_a_record_without_its_decision_date_cannot_be_judged_and_is_withheld(policy):
+    window = policy.decisions["SUPERVISION"].windows["penalties"]
+    undated = SimpleNamespace(severity=Severity.GENERAL, decided_on=None, publicity_ends_on=None,
+                              repaired_on=None)
+    window.prepare([undated])
+    assert undated.publicity_ends_on is None
+    assert policy.decisions["SUPERVISION"].row_filters["penalties"].apply([undated], TODAY) == ([], 1)

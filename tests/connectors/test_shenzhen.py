@@ -44,6 +44,7 @@ from gateway.codes import complete_uscc
 from gateway.errors import BadSourceData, PartnerRefused, SourceUnavailable
 from gateway.policy import decide
 from gateway.settings import Settings, SourceSettings, load_settings
+from resolvers.schema import build_policy
 from resolvers.records import Penalty, Severity
 from tests.connectors.http_server import LiveServer
 
@@ -192,7 +193,12 @@ def shenzhen(tmp_path_factory) -> Iterator[Shenzhen]:
 
 def call(purpose: str = "SUPERVISION", selected: frozenset[str] = frozenset(),
          request_id: str = "hz-req-0001") -> SourceCall:
-    return SourceCall(request_id, "hz-market-app", ORGANIZATION, purpose, selected)
+    """A call as Huizhou's loaders make it: with what our policy reads for ``purpose``."""
+    return SourceCall(request_id, "hz-market-app", ORGANIZATION, purpose, selected,
+                      reads=HUIZHOU_POLICY.decisions[purpose].reads)
+
+
+HUIZHOU_POLICY = build_policy(load_catalog())
 
 
 def sub_selection(request: dict[str, Any]) -> tuple[str, set[str]]:

@@ -56,6 +56,13 @@ class Connector:
     (list record types) or ``None`` (single record types). It issues one
     statement or request per call, and raises only ``gateway.errors.SourceError``
     subclasses: driver and HTTP failures are converted at this boundary.
+
+    The local source of registrations also answers name searches::
+
+        async def search_by_name(self, text: str, after: str | None, limit: int) -> list[Registration]
+
+    registrations whose name contains ``text`` literally, ordered by USCC,
+    after the code ``after``, at most ``limit``.
     """
 
     kind: ClassVar[str]

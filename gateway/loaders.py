@@ -222,6 +222,17 @@ class Loaders:
         return [record for result in results if not isinstance(result, BaseException)
                 for record in result]
 
+    async def search_registrations(self, text: str, after: str | None,
+                                   limit: int) -> list[Any]:
+        """Registrations whose name contains ``text`` (the local source's
+        ``search_by_name``), each kept as its code's registration answer."""
+        source = self._registry.local(rt.REGISTRATION)
+        self.sources_called.add(source.id)
+        found = await source.search_by_name(text, after, limit)
+        for registration in found:
+            self.prime_local(rt.REGISTRATION, registration.uscc, registration)
+        return found
+
     def prime_local(self, record_type: str, key: Any, value: Any) -> None:
         """Keep a value the local source already returned (a search hit) as
         ``key``'s answer, unless the key's answer is read already or it comes

@@ -6,7 +6,6 @@ from typing import Optional
 
 import strawberry
 
-from connectors import record_types as rt
 from gateway.codes import InvalidCode, validate_uscc
 from gateway.errors import ForbiddenForPurpose, InvalidInput
 from gateway.text import first_invisible
@@ -93,12 +92,8 @@ class Query:
                 after = validate_uscc(after)
             except InvalidCode:
                 raise InvalidInput("after is not a cursor returned by searchEntities") from None
-        source = info.context.sources.local(rt.REGISTRATION)
-        info.context.loaders.sources_called.add(source.id)
-        found = await source.search_by_name(text, after, first + 1)
+        found = await info.context.loaders.search_registrations(text, after, first + 1)
         page = found[:first]
-        for registration in page:
-            info.context.loaders.prime_local(rt.REGISTRATION, registration.uscc, registration)
         has_next = len(found) > first
         info.context.subjects.update(reg.uscc for reg in page)
         return EntitySearchPage(

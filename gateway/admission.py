@@ -101,10 +101,17 @@ class Parsed:
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
+    """A request admitted for execution: its text, operation and variables,
+    the parsed document and its validation errors (coded; when there are
+    any, nothing is executed), and what it asks for."""
+
+    query: str
+    operation_name: str | None
+    variables: Mapping[str, Any]
     document: DocumentNode
-    errors: list[GraphQLError]  # validation errors (coded): the request is not executed
-    subjects: int
-    cost: int
+    errors: list[GraphQLError]
+    subjects: int = 0
+    cost: int = 0
 
 
 class Admission:
@@ -143,7 +150,7 @@ class Admission:
                         s.max_directives, shape.directives)
         errors = self._validated(parsed, introspection)
         if errors:
-            return Admitted(parsed.document, errors, 0, 0)
+            return Admitted(text, operation_name, variables, parsed.document, errors)
         subjects = cost = 0
         for root in shape.roots:
             count = _subjects(root, variables)
@@ -154,7 +161,7 @@ class Admission:
                         s.max_subjects_per_request, subjects)
         if cost > s.max_cost:
             raise _over("QUERY_TOO_COSTLY", "the query's estimated cost", s.max_cost, cost)
-        return Admitted(parsed.document, [], subjects, cost)
+        return Admitted(text, operation_name, variables, parsed.document, [], subjects, cost)
 
     def _parsed(self, text: str) -> Parsed:
         parsed = self._cache.get(text)

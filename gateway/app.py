@@ -18,14 +18,13 @@ from gateway import clock, health
 from gateway.auth import TokenVerifier
 from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, SourceCall
 from gateway.audit import AuditStore
-from gateway.admission import Admission
+from gateway.admission import Admission, Admitted
 from gateway.caller import Caller, CallerIdentifier
 from gateway.catalog import load_catalog
 from gateway.clients import load_clients
-from gateway.context import RequestContext
+from gateway.context import RequestContext, Services
 from gateway.enforcement import PlanCache
 from gateway.loaders import Loaders
-from gateway.policy import Policy
 from gateway.recording import AuditRecorder
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
@@ -36,35 +35,35 @@ from resolvers.schema import build_policy, graphql_schema, schema, source_field_
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 
 
-def context_factory(settings: Settings, registry: SourceRegistry, policy: Policy,
-                    recorder: AuditRecorder) -> Any:
-    """The function building each request's ``RequestContext`` (see ``gateway.http``)."""
-    plans = PlanCache()
+def context_factory(services: Services) -> Any:
+    """The function building each request's ``RequestContext`` (see
+    ``gateway.http``): the admitted operation's enforcement plan first (once
+    per text, operation and purpose), then the loaders made from it."""
 
     def make_context(request: Request, caller: Caller, request_id: str, response: Response,
-                     admitted: Any, started: float) -> RequestContext:
-        decision = policy.decisions[caller.purpose]
+                     admitted: Admitted, started: float) -> RequestContext:
+        decision = services.policy.decisions[caller.purpose]
         today = clock.china_today()
+        plan = None if admitted.errors else services.plans.plan(services.schema, admitted,
+                                                                decision)
+        selected = frozenset(plan.selected) if plan is not None else frozenset()
         return RequestContext(
+            services=services,
             request_id=request_id,
-            settings=settings,
-            sources=registry,
-            policy=policy,
             client=caller.client,
             purpose=caller.purpose,
             decision=decision,
             today=today,
             loaders=Loaders(
-                registry, settings.max_batch_keys, decision, today,
+                services.sources, services.settings.max_batch_keys, decision, today,
                 SourceCall(request_id, caller.client.id, caller.client.organization,
-                           caller.purpose, reads=decision.reads),
+                           caller.purpose, selected, decision.reads),
                 with_partners=HOP_HEADER not in request.headers,
             ),
             response=response,
-            recorder=recorder,
-            plans=plans,
             started=started,
             admitted=admitted,
+            plan=plan,
             on_behalf_of=visible(unquote(request.headers.get(ON_BEHALF_OF_HEADER, "")))[:200]
             or None,
         )
@@ -113,10 +112,11 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
             await verifier.aclose()
             await store.aclose()
 
+    services = Services(settings, registry, policy, recorder, PlanCache(), graphql_schema())
     graphql = GraphQLEndpoint(
-        schema, Admission(graphql_schema(), settings, source_field_names()),
+        schema, Admission(services.schema, settings, source_field_names()),
         CallerIdentifier(verifier, clients, catalog),
-        recorder, context_factory(settings, registry, policy, recorder),
+        recorder, context_factory(services),
         introspection_for=lambda caller: settings.introspection or caller.client.introspection,
         graphiql_html=get_graphql_ide_html("graphiql") if settings.graphiql else None,
     )

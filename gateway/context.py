@@ -15,39 +15,51 @@ from gateway.settings import Settings
 from gateway.sources import SourceRegistry
 
 
-@dataclass(slots=True)
-class RequestContext:
-    """Everything one request's resolvers share.
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The application's parts every request uses, one set per process:
+    ``sources`` the connectors (for calls that are not batched, such as a
+    name search), ``recorder`` the audit trail's writer, ``plans`` the
+    enforcement plans of operations seen before, ``schema`` graphql-core's
+    schema (for planning)."""
 
-    ``client`` is the authenticated caller and ``purpose`` the purpose of use
-    it declared (and was granted); ``decision`` is the policy's decision for
-    that purpose, ``today`` the date row rules are evaluated on. ``loaders``
-    are this request's DataLoaders; ``sources`` the process's connectors (for
-    calls that are not batched, such as a name search). ``denied_fields``,
-    ``authorizations_used``, ``released`` and ``loaders.withheld`` record
-    what the policy did, for the response and the audit trail; ``subjects`` are the
-    organizations and (hashed) persons the request asked about, ``plan`` the
-    enforcement plan of the operation (``plans``: the app's plans of
-    operations seen before), ``recorder`` writes its audit record.
-    ``response`` is the HTTP response being built (status and headers).
-    """
-
-    request_id: str
     settings: Settings
     sources: SourceRegistry
     policy: Policy
+    recorder: AuditRecorder
+    plans: PlanCache
+    schema: Any
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """One request's state, handed to every resolver as ``info.context``.
+
+    ``client`` is the authenticated caller and ``purpose`` the purpose of use
+    it declared (and was granted); ``decision`` is the policy's decision for
+    that purpose, ``today`` the date row rules are evaluated on (in China).
+    ``admitted`` is the document admitted for execution and ``plan`` its
+    enforcement plan, both made before this context; ``loaders`` are this
+    request's loaders, made from the plan (they forward its selection to
+    partners). ``denied_fields``, ``authorizations_used``, ``released`` and
+    ``loaders.withheld`` record what the policy did, for the response and
+    the audit trail; ``subjects`` are the organizations and (hashed) persons
+    the request asked about. ``response`` is the HTTP response being built
+    (status and headers).
+    """
+
+    services: Services
+    request_id: str
     client: Client
     purpose: str
     decision: Decision
     today: date
     loaders: Loaders
     response: Any
-    recorder: AuditRecorder
-    plans: PlanCache
     started: float  # time.perf_counter() when the request arrived
-    admitted: Any = None  # gateway.admission.Admitted: the document to execute
-    on_behalf_of: str | None = None  # the organization a partner city asks for
+    admitted: Any = None  # gateway.admission.Admitted
     plan: Plan | None = None
+    on_behalf_of: str | None = None  # the organization a partner city asks for
     released: set[str] = field(default_factory=set)  # coordinates returned with data
     rejected: bool = False
     subjects: set[str] = field(default_factory=set)

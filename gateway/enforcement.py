@@ -13,7 +13,7 @@ others and gets an error at its path with ``extensions.partial = true``.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
@@ -37,7 +37,6 @@ from strawberry.extensions import SchemaExtension
 from gateway.admission import CACHE_TEXT_BUDGET, CACHED_TEXT_LENGTH
 from gateway.errors import ForbiddenForPurpose
 from gateway.policy import Decision
-from gateway.strawberry_internals import graphql_core_schema
 
 Path = tuple[str, ...]
 
@@ -229,6 +228,18 @@ class PlanCache:
     def get(self, key: tuple[Any, ...]) -> Plan | None:
         return self._plans.get(key)
 
+    def plan(self, schema: GraphQLSchema, admitted: Any, decision: Decision) -> Plan | None:
+        """The plan of an admitted request's operation (``gateway.admission.Admitted``),
+        from the cache where it does not depend on the request's variables."""
+        key = (admitted.query, admitted.operation_name, decision.purpose.code)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = plan_operation(schema, admitted.document, admitted.operation_name,
+                                  admitted.variables, decision)
+            if plan is not None and plan.reusable:
+                self.put(key, plan)
+        return plan
+
     def put(self, key: tuple[Any, ...], plan: Plan) -> None:
         if len(key[0]) > CACHED_TEXT_LENGTH or key in self._plans:
             return
@@ -336,18 +347,7 @@ class PurposePolicy(SchemaExtension):
         execution = self.execution_context
         context = execution.context
         document = execution.graphql_document
-        plan = None
-        if document is not None:
-            key = (execution.query, execution.operation_name, context.purpose)
-            plan = context.plans.get(key)
-            if plan is None:
-                plan = plan_operation(
-                    graphql_core_schema(execution.schema), document, execution.operation_name,
-                    execution.variables, context.decision,
-                )
-                if plan is not None and plan.reusable:
-                    context.plans.put(key, plan)
-        context.plan = plan
+        plan = context.plan  # made with the context, before execution (gateway.app)
         if document is not None and plan is None:  # never run what was not checked
             execution.result = ExecutionResult(data=None, errors=[GraphQLError(
                 "the operation to run cannot be determined: name one of the document's operations",
@@ -370,7 +370,6 @@ class PurposePolicy(SchemaExtension):
             return
         if plan is not None:
             execution.graphql_document = plan.document
-            context.loaders.call = replace(context.loaders.call, selected=frozenset(plan.selected))
         yield
         result = execution.result
         if not isinstance(result, ExecutionResult):

@@ -37,7 +37,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from gateway.admission import Admission, Refused
+from gateway.admission import Admission, Admitted, Refused
 from gateway.caller import PURPOSE_HEADER, Caller, CallerIdentifier, RequestRejected, echoed
 from gateway.recording import AuditRecorder
 
@@ -49,9 +49,9 @@ REQUEST_ID_HEADER = "X-Request-Id"
 INTERNAL_ERROR = "Internal error."
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,64}")
 
-# (request, caller, request id, response status and headers, admitted document,
-# perf_counter() at arrival) -> the request's context
-ContextFactory = Callable[[Request, Caller, str, Response, Any, float], Any]
+# (request, caller, request id, response status and headers, the admitted
+# request, perf_counter() at arrival) -> the request's context
+ContextFactory = Callable[[Request, Caller, str, Response, Admitted, float], Any]
 
 
 def _accepted_type(accept: str | None) -> str | None:

@@ -123,7 +123,8 @@ class AuditTrail(SchemaExtension):
         context = self.execution_context.context
         result = self.execution_context.result
         try:
-            await context.recorder.store.append(context.recorder.entry_for(context, result))
+            recorder = context.services.recorder
+            await recorder.store.append(recorder.entry_for(context, result))
         except AuditUnavailable:
             log.error("request %s: audit record not committed, no data released",
                       context.request_id)

@@ -59,7 +59,7 @@ class Access:
 
 def my_access(info: strawberry.Info) -> Access:
     context = info.context
-    policy = context.policy
+    policy = context.services.policy
     decision = context.decision
     client = context.client
     return Access(

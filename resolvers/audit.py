@@ -82,11 +82,11 @@ async def access_history(uscc: str, info: strawberry.Info, first: int, after: Op
                          ) -> AccessHistoryPage:
     """Who read ``uscc``'s data, newest first (security events name no subject)."""
     context = info.context
-    found = await context.recorder.store.query(
+    found = await context.services.recorder.store.query(
         subject=uscc, after_seq=_cursor(after), limit=_page(first) + 1,
     )
     page = found[:first]
-    catalog = context.policy.catalog
+    catalog = context.services.policy.catalog
     events = [
         AccessEvent(
             at=record.entry.recorded_at,
@@ -96,7 +96,7 @@ async def access_history(uscc: str, info: strawberry.Info, first: int, after: Op
                 name=catalog.purposes[record.entry.purpose].name
                 if record.entry.purpose in catalog.purposes else "",
             ),
-            categories=context.recorder.categories(record.entry.released),
+            categories=context.services.recorder.categories(record.entry.released),
             outcome=record.entry.outcome,
         )
         for record in page
@@ -112,7 +112,7 @@ def _subject(info: strawberry.Info, code: str) -> str:
     except InvalidCode:
         pass
     try:
-        return info.context.recorder.person_subject(validate_resident_id(code))
+        return info.context.services.recorder.person_subject(validate_resident_id(code))
     except InvalidCode:
         raise InvalidInput("subject must be a USCC or a resident identity number") from None
 
@@ -144,7 +144,7 @@ async def audit_trail(
         if refused is not None:
             raise InvalidInput(f"{name} must not contain control or invisible format "
                                f"characters, got U+{ord(refused):04X}")
-    found = await info.context.recorder.store.query(
+    found = await info.context.services.recorder.store.query(
         client_id=client_id, purpose=purpose,
         subject=_subject(info, subject) if subject is not None else None,
         since=since, until=until, after_seq=_cursor(after), limit=_page(first) + 1,

@@ -84,7 +84,7 @@ class Query:
                                f"got U+{ord(refused):04X}")
         if len(text) < MIN_SEARCH_TEXT:
             raise InvalidInput(f"name must have at least {MIN_SEARCH_TEXT} characters")
-        limit = info.context.settings.max_search_page
+        limit = info.context.services.settings.max_search_page
         if not 1 <= first <= limit:
             raise InvalidInput(f"first must be between 1 and {limit}, got {first}")
         if after is not None:
@@ -111,7 +111,7 @@ class Query:
     def person(self, id_number: ResidentId, info: strawberry.Info) -> Person:
         own_subject_only(info, "person")
         context = info.context
-        context.subjects.add(context.recorder.person_subject(id_number))
+        context.subjects.add(context.services.recorder.person_subject(id_number))
         return Person(id_number=id_number)
 
     audit_trail: Optional[AuditTrailPage] = strawberry.field(

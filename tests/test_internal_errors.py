@@ -22,7 +22,6 @@ def _boom(*args, **kwargs):
 
 
 STAGES = {
-    "planning": (gateway.enforcement, "plan_operation"),
     "restoring denied fields": (gateway.enforcement, "restore_denied"),
     "building the audit record": (gateway.recording.AuditRecorder, "entry_for"),
 }
@@ -47,6 +46,7 @@ def test_an_exception_in_each_stage_is_masked_and_logged(
 
 
 HTTP_STAGES = {
+    "planning": "plan_operation",
     "building the request context": "Loaders",
     "encoding the response": "encode",
     "identifying the caller": "identify",
@@ -58,6 +58,7 @@ def test_an_exception_around_execution_is_a_500_in_the_graphql_shape(
         demo_settings, population, monkeypatch, caplog, stage):
     import gateway.app
     import gateway.caller
+    import gateway.enforcement
     import gateway.http
 
     async def async_boom(*args, **kwargs):
@@ -65,6 +66,7 @@ def test_an_exception_around_execution_is_a_500_in_the_graphql_shape(
 
     name = HTTP_STAGES[stage]
     owner, replacement = {
+        "plan_operation": (gateway.enforcement, _boom),
         "Loaders": (gateway.app, _boom),
         "encode": (gateway.http.GraphQLEndpoint, _boom),
         "identify": (gateway.caller.CallerIdentifier, async_boom),

@@ -8,6 +8,7 @@ from typing import Optional
 import strawberry
 
 from gateway.policy import explain
+from resolvers.info import Info
 
 
 @strawberry.type(description="A purpose of use.")
@@ -57,7 +58,7 @@ class Access:
     row_rules: list[RowRuleAccess]
 
 
-def my_access(info: strawberry.Info) -> Access:
+def my_access(info: Info) -> Access:
     context = info.context
     policy = context.services.policy
     decision = context.decision

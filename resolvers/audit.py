@@ -12,6 +12,7 @@ from gateway.codes import InvalidCode, validate_resident_id, validate_uscc
 from gateway.errors import InvalidInput
 from gateway.text import first_invisible
 from resolvers.access import PurposeInfo
+from resolvers.info import Info
 
 MAX_AUDIT_PAGE = 200
 
@@ -78,7 +79,7 @@ def _cursor(after: Optional[str]) -> Optional[int]:
     return int(after)
 
 
-async def access_history(uscc: str, info: strawberry.Info, first: int, after: Optional[str]
+async def access_history(uscc: str, info: Info, first: int, after: Optional[str]
                          ) -> AccessHistoryPage:
     """Who read ``uscc``'s data, newest first (security events name no subject)."""
     context = info.context
@@ -106,7 +107,7 @@ async def access_history(uscc: str, info: strawberry.Info, first: int, after: Op
                              has_next_page=has_next)
 
 
-def _subject(info: strawberry.Info, code: str) -> str:
+def _subject(info: Info, code: str) -> str:
     try:
         return validate_uscc(code)
     except InvalidCode:
@@ -130,7 +131,7 @@ def _view(record: Any) -> AuditRecordView:
 
 
 async def audit_trail(
-    info: strawberry.Info,
+    info: Info,
     client_id: Optional[str] = None,
     purpose: Optional[str] = None,
     subject: Optional[str] = None,

@@ -19,6 +19,7 @@ from resolvers import records as r
 from resolvers.audit import AccessHistoryPage, access_history
 from resolvers.masking import masked_identifier
 from resolvers.scalars import USCC, ResidentId
+from resolvers.info import Info
 
 
 RECORD_TYPE = "record_type"  # metadata key of source-backed fields
@@ -36,7 +37,7 @@ def from_source(owner: str, record_type: str, returns: Any, key: str, descriptio
     """
     gate = (owner, record_type)
 
-    def resolve(root: Any, info: strawberry.Info) -> Any:
+    def resolve(root: Any, info: Info) -> Any:
         context = info.context
         category = context.decision.authorization_by_field.get(gate)
         if category is None:
@@ -46,7 +47,7 @@ def from_source(owner: str, record_type: str, returns: Any, key: str, descriptio
             info.path,
         )
 
-    resolve.__annotations__ = {"root": Any, "info": strawberry.Info, "return": Optional[returns]}
+    resolve.__annotations__ = {"root": Any, "info": Info, "return": Optional[returns]}
     return strawberry.field(
         resolver=resolve, description=description, metadata={RECORD_TYPE: record_type}
     )
@@ -75,7 +76,7 @@ async def load_if_authorized(
     )
 
 
-async def prefetch(info: strawberry.Info, usccs: list[str]) -> None:
+async def prefetch(info: Info, usccs: list[str]) -> None:
     """Load every record type the selection of ``info``'s field (entities)
     reads, for ``usccs``, before the entities are resolved; not the record
     types gated by the subject's authorization, read only once it is checked.
@@ -147,7 +148,7 @@ class Entity:
     @strawberry.field(description="Who read this organization's credit data: organization, "
                       "time, purpose and categories of data, newest first.")
     async def access_history(
-        self, info: strawberry.Info, first: int = 20, after: Optional[str] = None
+        self, info: Info, first: int = 20, after: Optional[str] = None
     ) -> Optional[AccessHistoryPage]:
         return await access_history(self.uscc, info, first, after)
 
@@ -185,7 +186,7 @@ class Person:
         description="Organizations whose registered legal representative this person is.",
         metadata={RECORD_TYPE: rt.LEGAL_REPRESENTATIVE_OF},
     )
-    async def legal_representative_of(self, info: strawberry.Info) -> Optional[list[Entity]]:
+    async def legal_representative_of(self, info: Info) -> Optional[list[Entity]]:
         registrations = await info.context.loaders.load(rt.LEGAL_REPRESENTATIVE_OF, self.id_number)
         for registration in registrations:
             info.context.loaders.prime_local(rt.REGISTRATION, registration.uscc, registration)

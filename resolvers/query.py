@@ -13,11 +13,12 @@ from resolvers.access import Access, my_access
 from resolvers.audit import AuditTrailPage, audit_trail
 from resolvers.entity import Entity, Person, prefetch
 from resolvers.scalars import USCC, ResidentId
+from resolvers.info import Info
 
 MIN_SEARCH_TEXT = 2
 
 
-def own_subject_only(info: strawberry.Info, field: str) -> None:
+def own_subject_only(info: Info, field: str) -> None:
     """Purposes bound to the caller's own record may not look anyone up."""
     context = info.context
     if context.decision.purpose.own_subject_only:
@@ -27,7 +28,7 @@ def own_subject_only(info: strawberry.Info, field: str) -> None:
         )
 
 
-def subject(info: strawberry.Info, uscc: str) -> str:
+def subject(info: Info, uscc: str) -> str:
     """Record ``uscc`` as a subject of this request; refuse anyone else's code
     under a purpose bound to the caller's own record."""
     context = info.context
@@ -51,7 +52,7 @@ class EntitySearchPage:
 @strawberry.type
 class Query:
     @strawberry.field(description="One organization's credit record.")
-    async def entity(self, uscc: USCC, info: strawberry.Info) -> Entity:
+    async def entity(self, uscc: USCC, info: Info) -> Entity:
         await prefetch(info, [subject(info, uscc)])
         return Entity(uscc=uscc)
 
@@ -62,7 +63,7 @@ class Query:
             "fields; more is a TOO_MANY_SUBJECTS error."
         )
     )
-    async def entities(self, usccs: list[USCC], info: strawberry.Info) -> list[Entity]:
+    async def entities(self, usccs: list[USCC], info: Info) -> list[Entity]:
         for uscc in usccs:
             subject(info, uscc)
         await prefetch(info, list(dict.fromkeys(usccs)))
@@ -71,7 +72,7 @@ class Query:
     @strawberry.field(description="Organizations whose registered name contains `name`, by USCC.")
     async def search_entities(
         self,
-        info: strawberry.Info,
+        info: Info,
         name: str,
         first: int = 20,
         after: Optional[str] = None,
@@ -108,7 +109,7 @@ class Query:
     )
 
     @strawberry.field(description="One natural person's credit record.")
-    def person(self, id_number: ResidentId, info: strawberry.Info) -> Person:
+    def person(self, id_number: ResidentId, info: Info) -> Person:
         own_subject_only(info, "person")
         context = info.context
         context.subjects.add(context.services.recorder.person_subject(id_number))

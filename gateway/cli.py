@@ -1,4 +1,9 @@
-"""The ``credit-gateway`` command."""
+"""The ``credit-gateway`` command.
+
+Other packages add subcommands through the ``credit_gateway.commands``
+entry-point group: each entry is a function taking the subparsers object
+(the demo registers ``demo`` and ``token`` so; the gateway imports no demo).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,18 @@ import argparse
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from gateway.errors import ConfigurationError
 
-DEFAULT_DATA_DIR = Path("demo-data")
+DEFAULT_DATA_DIR = Path("demo-data")  # where `credit-gateway demo` writes its configuration
+COMMAND_PLUGINS = "credit_gateway.commands"
 
 
-def _serve(config_path: Path, host: str, port: int,
-           partners: list[tuple[str, object, int]] = ()) -> int:
+def serve(config_path: Path, host: str, port: int,
+          partners: list[tuple[str, object, int]] = ()) -> int:
+    """Serve the gateway of ``config_path`` (and any ``(name, app, port)`` beside it)."""
     import asyncio
 
     import uvicorn
@@ -38,26 +46,8 @@ def _serve(config_path: Path, host: str, port: int,
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from demo.federation import prepare_federation
-    from demo.generate import create_demo_data
-
-    print(f"Preparing demo databases in {args.data_dir} ({args.size} enterprises)...", flush=True)
-    config_path = create_demo_data(args.data_dir, size=args.size, persons=args.persons)
-    partners = []
-    if not args.no_partners:
-        federation = prepare_federation(args.data_dir, config_path, args.host, args.port,
-                                        args.size, args.persons)
-        config_path, partners = federation.config, federation.partners
-        for name, _, port in partners:
-            print(f"Partner {name}: http://{args.host}:{port}")
-    print(f"Configuration: {config_path}")
-    print(f"GraphQL (with GraphiQL): http://{args.host}:{args.port}/graphql", flush=True)
-    return _serve(config_path, args.host, args.port, partners)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    return _serve(args.config, args.host, args.port)
+    return serve(args.config, args.host, args.port)
 
 
 def cmd_export_schema(args: argparse.Namespace) -> int:
@@ -85,23 +75,6 @@ def cmd_clients(args: argparse.Namespace) -> int:
         if client.rejects_denied:
             columns.append("(operations with a denied field are rejected whole)")
         print("\t".join(columns))
-    return 0
-
-
-def cmd_token(args: argparse.Namespace) -> int:
-    from gateway.catalog import load_catalog
-    from gateway.clients import load_clients
-    from demo.issuer import ensure_signing_key, issue_token
-
-    settings = _settings(args)
-    clients = load_clients(settings.auth.clients_file, load_catalog(settings.policy_file or None).purposes)
-    if args.client not in clients:
-        print(f"credit-gateway: no client {args.client!r}; see `credit-gateway clients`",
-              file=sys.stderr)
-        return 2
-    key, _ = ensure_signing_key(Path(settings.auth.jwks_file).parent)
-    print(issue_token(key, client_id=args.client, issuer=settings.auth.issuer,
-                      audience=settings.auth.audience, lifetime_seconds=args.lifetime))
     return 0
 
 
@@ -228,20 +201,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser(
-        "demo", help="create the demo databases if absent and serve them, with the "
-        "Shenzhen and Dongguan partner simulators on loopback"
-    )
-    demo.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    demo.add_argument("--size", type=int, default=2000, help="number of enterprises")
-    demo.add_argument("--persons", type=int, default=500, help="number of natural persons")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000,
-                      help="Huizhou's port; Shenzhen's is port+1, Dongguan's port+2")
-    demo.add_argument("--no-partners", action="store_true",
-                      help="serve Huizhou's six databases only")
-    demo.set_defaults(handler=cmd_demo)
-
     serve = commands.add_parser("serve", help="serve the sources of a configuration file")
     serve.add_argument(
         "--config", type=Path, default=os.environ.get("CREDIT_GATEWAY_CONFIG"),
@@ -259,12 +218,6 @@ def build_parser() -> argparse.ArgumentParser:
     clients = commands.add_parser("clients", help="list the registered clients and their purposes")
     clients.add_argument("--config", type=Path, default=default_config)
     clients.set_defaults(handler=cmd_clients)
-
-    token = commands.add_parser("token", help="print a demo access token for a registered client")
-    token.add_argument("--client", required=True, help="client id, see `credit-gateway clients`")
-    token.add_argument("--config", type=Path, default=default_config)
-    token.add_argument("--lifetime", type=int, default=3600, help="seconds (default 3600)")
-    token.set_defaults(handler=cmd_token)
 
     audit = commands.add_parser("audit", help="the access audit trail")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
@@ -293,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "explain":
             sub.add_argument("--purpose", required=True, help="purpose code, e.g. FINANCING")
         sub.set_defaults(handler=handler)
+    for plugin in entry_points(group=COMMAND_PLUGINS):
+        plugin.load()(commands)
     return parser
 
 

@@ -42,7 +42,7 @@ import sqlalchemy as sa
 
 from connectors import record_types as rt
 from connectors.legacy import compact_date
-from connectors.sql import KEYS, SqlConnector, by_keys
+from connectors.sql import SqlConnector, by_keys
 from resolvers.records import (
     Authorization,
     CreditCommitment,

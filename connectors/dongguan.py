@@ -19,23 +19,17 @@ limit bounds the requests in flight.
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
-from urllib.parse import quote
-
-import httpx2
 
 from connectors import partner_http
 from connectors import record_types as rt
-from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, Connector, SourceCall
+from connectors.base import SourceCall
 from connectors.legacy import iso_date
-from gateway.codes import InvalidCode, validate_resident_id, validate_uscc
 from gateway.errors import SourceError
-from gateway.settings import SourceSettings
 from resolvers.records import (
     EntityStatus,
     Penalty,
@@ -48,7 +42,6 @@ from resolvers.records import (
 T = TypeVar("T")
 
 MAX_CODES_PER_CALL = 20
-HOP = "huizhou"  # the value of ``HOP_HEADER``: who sends the request
 PENALTY_TYPES = {t.value: t for t in PenaltyType} | {
     "没收违法所得": PenaltyType.CONFISCATION,
     "没收非法财物": PenaltyType.CONFISCATION,
@@ -61,39 +54,18 @@ STATUSES = {s.value: s for s in EntityStatus}
 _LIST_SEPARATORS = re.compile(r"[,，;；]")
 
 
-def is_uscc(key: str) -> bool:
-    """Whether ``key`` is a USCC and not a resident ID: a code that passes both
-    checks is never sent (a personal ID number must not leave for a partner)."""
-    for validate, wanted in ((validate_uscc, True), (validate_resident_id, False)):
-        try:
-            validate(key)
-        except InvalidCode:
-            return not wanted
-    return False
-
-
-class DongguanConnector(Connector):
+class DongguanConnector(partner_http.PartnerConnector):
     """Dongguan's registrations and administrative penalties."""
 
     kind = "dongguan"
-    is_partner = True
     record_types = {rt.REGISTRATION: "load_registrations", rt.PENALTIES: "load_penalties"}
-
-    def __init__(
-        self, settings: SourceSettings, *, transport: httpx2.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(settings)
-        self.client = partner_http.PartnerClient(settings, transport)
-
-    def batch_function(self, record_type: str, call: SourceCall) -> Callable[[Sequence[Any]], Any]:
-        return functools.partial(getattr(self, self.record_types[record_type]), call=call)
 
     # -- registrations --------------------------------------------------------
 
     async def load_registrations(
         self, usccs: Sequence[str], *, call: SourceCall,
     ) -> list[Registration | None]:
-        home = [key for key in dict.fromkeys(usccs) if self._is_home(key)]
+        home = [key for key in dict.fromkeys(usccs) if self.is_home(key)]
         chunks = [home[i:i + MAX_CODES_PER_CALL] for i in range(0, len(home), MAX_CODES_PER_CALL)]
         answers = await _all(
             self._get("api/v1/qyxx", call, params={"tyshxydm": ",".join(chunk)}) for chunk in chunks
@@ -105,15 +77,12 @@ class DongguanConnector(Connector):
             lambda row: _registration(row, provenance),
         )
 
-    def _is_home(self, key: str) -> bool:
-        return is_uscc(key) and key[2:8].startswith(tuple(self.divisions))
-
     # -- penalties --------------------------------------------------------------
 
     async def load_penalties(
         self, keys: Sequence[str], *, call: SourceCall,
     ) -> list[list[Penalty]]:
-        asked = [key for key in dict.fromkeys(keys) if is_uscc(key)]
+        asked = [key for key in dict.fromkeys(keys) if partner_http.is_uscc(key)]
         answers = await _all(self._get(f"api/v1/xzcf/{key}", call) for key in asked)
         provenance = self.provenance()
         found = {
@@ -126,13 +95,7 @@ class DongguanConnector(Connector):
 
     async def _get(self, path: str, call: SourceCall, *, params: dict | None = None) -> Any:
         """The ``data`` of the envelope answering ``GET path``."""
-        headers = {
-            "X-Purpose-Of-Use": call.purpose,
-            "X-Request-Id": call.request_id,
-            ON_BEHALF_OF_HEADER: quote(call.organization),
-            HOP_HEADER: HOP,
-        }
-        envelope = await self.client.get_json(path, params=params, headers=headers)
+        envelope = await self.client.get_json(path, params=params, headers=self.headers(call))
         if not isinstance(envelope, dict) or "code" not in envelope:
             raise self.client.bad_data(f"source {self.id} answered without its envelope")
         if envelope["code"] != 0:
@@ -149,11 +112,7 @@ class DongguanConnector(Connector):
             )
         return data
 
-    async def check(self) -> None:
-        self.client.check()
 
-    async def aclose(self) -> None:
-        await self.client.aclose()
 
 
 async def _all(calls: Iterable[Awaitable[T]]) -> list[T]:

@@ -33,22 +33,16 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import Enum
-from typing import Any, ClassVar
-from urllib.parse import quote
+from typing import Any
 
 from connectors import record_types as rt
-from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, Connector, SourceCall
-from connectors.partner_http import PartnerClient
-from gateway.codes import InvalidCode, validate_resident_id, validate_uscc
+from connectors.base import SourceCall
+from connectors.partner_http import PartnerConnector, is_uscc
 from gateway.errors import PartnerRefused, SourceUnavailable
-from gateway.settings import SourceSettings
 from resolvers import records as r
 
 log = logging.getLogger("gateway.sources")
 
-PURPOSE_HEADER = "X-Purpose-Of-Use"
-REQUEST_ID_HEADER = "X-Request-Id"
-HOP_VALUE = "huizhou"
 FORBIDDEN = "FORBIDDEN_FOR_PURPOSE"
 
 
@@ -139,25 +133,10 @@ SHAPES: dict[str, Shape] = {
 }
 
 
-def is_uscc(key: Any) -> bool:
-    """Whether ``key`` is a USCC that is not also a resident ID number (an ID
-    number is personal data: when in doubt, it is never sent)."""
-    try:
-        validate_uscc(key)
-    except InvalidCode:
-        return False
-    try:
-        validate_resident_id(key)
-    except InvalidCode:
-        return True
-    return False
-
-
-class ShenzhenConnector(Connector):
+class ShenzhenConnector(PartnerConnector):
     """Shenzhen's public credit gateway (``connector = "shenzhen"``)."""
 
     kind = "shenzhen"
-    is_partner: ClassVar[bool] = True
     record_types = {
         rt.REGISTRATION: "load_registrations",
         rt.PENALTIES: "load_penalties",
@@ -168,19 +147,11 @@ class ShenzhenConnector(Connector):
         rt.CREDIT_LISTS: "load_credit_lists",
     }
 
-    def __init__(self, settings: SourceSettings, *, transport: Any = None) -> None:
-        """``transport``: for tests only."""
-        super().__init__(settings)
-        self.client = PartnerClient(settings, transport)
-
-    def batch_function(self, record_type: str, call: SourceCall) -> Callable[[Sequence[Any]], Any]:
-        return functools.partial(getattr(self, self.record_types[record_type]), call=call)
-
     # -- the batch methods ------------------------------------------------------
 
     async def load_registrations(self, keys: Sequence[str], *, call: SourceCall) -> list:
         """Registrations of codes within ``settings.divisions``; ``None`` for others."""
-        mine = [k for k in keys if is_uscc(k) and k[2:8].startswith(self.divisions)]
+        mine = [k for k in keys if self.is_home(k)]
         found = await self._fetch(rt.REGISTRATION, mine, call) if mine else {}
         return [found.get(k) for k in keys]
 
@@ -223,14 +194,6 @@ class ShenzhenConnector(Connector):
         inner = " ".join(fields) or "__typename"
         return (f"query($u: [USCC!]!) {{ entities(usccs: $u) {{ uscc "
                 f"{SHAPES[record_type].field} {{ {inner} }} }} }}")
-
-    def headers(self, call: SourceCall) -> dict[str, str]:
-        return {
-            PURPOSE_HEADER: call.purpose,
-            REQUEST_ID_HEADER: call.request_id,
-            ON_BEHALF_OF_HEADER: quote(call.organization, safe=""),
-            HOP_HEADER: HOP_VALUE,
-        }
 
     async def _fetch(self, record_type: str, usccs: Sequence[str], call: SourceCall) -> dict:
         """One POST for ``usccs``: USCC -> record (or list of records)."""
@@ -303,11 +266,6 @@ class ShenzhenConnector(Connector):
     def _name(self) -> str:
         return f"source {self.id} ({self.settings.department})"
 
-    async def check(self) -> None:
-        self.client.check()
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
 
 
 def _code(error: dict) -> str:

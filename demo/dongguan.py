@@ -42,8 +42,6 @@ takes) and ``max_in_flight`` (most answers in progress at once).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import random
 import secrets
 import time
@@ -51,7 +49,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
-from urllib.parse import parse_qs, unquote, unquote_plus
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -60,6 +58,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from demo.population import Enterprise, Population, build_population, organ_uscc
+from demo.token_endpoint import client_credentials_route
 from gateway.codes import InvalidCode, validate_uscc
 
 __all__ = ["SHARED_PURPOSES", "MAX_CODES", "TOKEN_LIFETIME", "create_dongguan_app"]
@@ -216,27 +215,6 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
     return _envelope(None, status, message, status, headers)
 
 
-def _oauth_error(status: int, error: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": error}, status_code=status,
-                        headers={"Cache-Control": "no-store", **(headers or {})})
-
-
-def _basic_credentials(header: str) -> tuple[str, str] | None:
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return (unquote_plus(user), unquote_plus(password)) if sep else None
-
-
-def _known(clients: Mapping[str, str], client_id: str, secret: str) -> bool:
-    expected = clients.get(client_id)
-    return expected is not None and secrets.compare_digest(expected.encode(), secret.encode())
-
-
 def create_dongguan_app(
     *, clients: dict[str, str], huizhou_usccs: Sequence[str] = (), size: int = 300,
     today: date | None = None,
@@ -245,28 +223,11 @@ def create_dongguan_app(
     ``clients`` maps client_id -> client_secret."""
     data = _Data(build_population(size, PERSONS, city="dongguan", today=today), huizhou_usccs)
 
-    async def token(request: Request) -> JSONResponse:
-        body = (await request.body()).decode("utf-8", "replace")
-        form = {key: values[0] for key, values in parse_qs(body).items()}
-        basic = request.headers.get("authorization")
-        if basic:
-            credentials = _basic_credentials(basic)
-        elif "client_id" in form and "client_secret" in form:
-            credentials = form["client_id"], form["client_secret"]
-        else:
-            credentials = None
-        if credentials is None or not _known(clients, *credentials):
-            return _oauth_error(401, "invalid_client",
-                                {"WWW-Authenticate": 'Basic realm="dongguan"'})
-        if form.get("grant_type") != "client_credentials":
-            return _oauth_error(400, "unsupported_grant_type")
-        issued = secrets.token_urlsafe(32)
+    def mint(client_id: str) -> str:
+        issued = secrets.token_urlsafe(32)  # opaque: Dongguan keeps what it issued
         app.state.tokens[issued] = time.monotonic() + TOKEN_LIFETIME
         app.state.tokens_issued += 1
-        return JSONResponse(
-            {"access_token": issued, "token_type": "Bearer", "expires_in": TOKEN_LIFETIME},
-            headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
-        )
+        return issued
 
     def admit(request: Request, call: str) -> JSONResponse | None:
         """Record the request; an error answer when it may not be served."""
@@ -337,7 +298,7 @@ def create_dongguan_app(
 
     app = Starlette(
         routes=[
-            Route("/oauth/token", token, methods=["POST"]),
+            client_credentials_route(clients, mint, TOKEN_LIFETIME),
             Route("/api/v1/qyxx", registrations, methods=["GET"]),
             Route("/api/v1/xzcf/{tyshxydm}", penalties, methods=["GET"]),
         ],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from urllib.parse import parse_qs, unquote_plus
 
 from joserfc.jwk import RSAKey
@@ -50,9 +50,25 @@ def token_route(
     signing_key: RSAKey, *, issuer: str, audience: str, clients: Mapping[str, str],
     lifetime_seconds: int = 600, counter: MutableMapping[str, int] | None = None,
 ) -> Route:
-    """The token endpoint. ``clients`` maps client ids to their secrets;
-    ``counter`` (e.g. a ``collections.Counter``), when given, counts the
-    tokens issued per client id."""
+    """The token endpoint of a partner gateway: RFC 9068 access tokens
+    signed with ``signing_key``. ``clients`` maps client ids to their
+    secrets; ``counter`` (e.g. a ``collections.Counter``), when given, counts
+    the tokens issued per client id."""
+    return client_credentials_route(
+        clients,
+        lambda client_id: issue_token(signing_key, client_id=client_id, issuer=issuer,
+                                      audience=audience, lifetime_seconds=lifetime_seconds),
+        lifetime_seconds, counter,
+    )
+
+
+def client_credentials_route(
+    clients: Mapping[str, str], mint: Callable[[str], str], lifetime_seconds: int,
+    counter: MutableMapping[str, int] | None = None,
+) -> Route:
+    """The token endpoint, for any kind of token: ``mint(client_id)`` makes
+    one for an authenticated client (a signed JWT, or an opaque token the
+    issuer keeps)."""
 
     async def token(request: Request) -> JSONResponse:
         try:
@@ -65,8 +81,7 @@ def token_route(
                                  "only the client_credentials grant is supported")
         except TokenError as exc:
             return exc.response()
-        access_token = issue_token(signing_key, client_id=client_id, issuer=issuer,
-                                   audience=audience, lifetime_seconds=lifetime_seconds)
+        access_token = mint(client_id)
         if counter is not None:
             counter[client_id] = counter.get(client_id, 0) + 1
         return JSONResponse(

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.audit import AuditEntry, AuditStore
-from tests.conftest import SERVER_URLS, _server_problem
+from tests.conftest import ServerDatabases
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 5, 9, 8, 0, tzinfo=UTC)
@@ -68,21 +66,14 @@ async def _execute(url: str, *statements: str | sa.Executable, autocommit: bool 
 
 
 @pytest.fixture(scope="module")
-def pg_database() -> Iterator[str]:
-    """A PostgreSQL database of this module's own, dropped after it."""
-    problem = _server_problem("postgresql")
-    if problem is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide postgresql: {problem}")
-        pytest.skip(problem)
-    server = SERVER_URLS["postgresql"]
-    name = f"audit_test_{secrets.token_hex(6)}"
-    asyncio.run(_execute(server, f'CREATE DATABASE "{name}"', autocommit=True))
+def pg_database(server_databases: ServerDatabases) -> Iterator[str]:
+    """A PostgreSQL database of this module's own (one of the test run's,
+    ``<run>_audit_<random>``), dropped after it."""
+    url = server_databases.create("postgresql", "audit")
     try:
-        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        asyncio.run(_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
-                             autocommit=True))
+        server_databases.drop(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -105,7 +96,10 @@ async def store(audit_url: str) -> AsyncIterator[AuditStore]:
         await audit.aclose()
 
 
-def closed_port() -> int:
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that refuses connections during the test: bound, never
+    listening, so that no other process (another test run) can listen on it meanwhile."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        yield probe.getsockname()[1]

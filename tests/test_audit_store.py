@@ -1,8 +1,9 @@
 """The audit store: an append-only, hash-chained trail on SQLite and PostgreSQL.
 
-PostgreSQL tests run in a database of their own (``audit_test_<random>``),
-created for this module and dropped after it; without a server they are
-skipped, except under CI (``CI`` set), where that is a failure.
+PostgreSQL tests run in a database of their own (one of the test run's,
+``<run>_audit_<random>``), created for this module and dropped after it;
+without a server they are skipped, except under CI (``CI`` set), where that
+is a failure.
 """
 
 from __future__ import annotations
@@ -314,9 +315,9 @@ async def test_two_processes_appending_at_once_keep_one_chain(store, audit_url):
 
 
 @pytest.mark.parametrize("where", ["postgresql-closed-port", "sqlite-missing-directory"])
-async def test_an_unreachable_trail_raises_audit_unavailable(where, tmp_path):
+async def test_an_unreachable_trail_raises_audit_unavailable(where, tmp_path, closed_port):
     if where.startswith("postgresql"):
-        url = f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/audit"
+        url = f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port}/audit"
     else:
         url = f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'audit.db'}"
     async with AuditStore(url, timeout_seconds=5) as audit:

@@ -14,10 +14,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.audit import AuditEntry, AuditStore
 from gateway.cli import main
-from tests.conftest import SERVER_URLS, _server_problem
 from tests.gateway_fixtures import Gateway, with_source
 
 PUBLIC = ("xinyong-huizhou", "PUBLIC_DISCLOSURE")
@@ -227,39 +227,21 @@ class Proxy:
 
 
 @contextmanager
-def postgres_audit_database():
-    problem = _server_problem("postgresql")
-    if problem is not None:
-        import os
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide postgresql: {problem}")
-        pytest.skip(problem)
-    import sqlalchemy as sa
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    name = f"audit_outage_{uuid.uuid4().hex[:8]}"
-    admin_url = SERVER_URLS["postgresql"]
-
-    async def admin(statement):
-        engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(sa.text(statement))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+def postgres_audit_database(server_databases):
+    """A new PostgreSQL database of the test run's, dropped after the block."""
+    url = server_databases.create("postgresql", "audit_outage")
     try:
-        yield name
+        yield sa.make_url(url)
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server_databases.drop(url)
 
 
-def test_fail_closed_when_the_audit_database_goes_away(demo_settings, population):
-    with postgres_audit_database() as name:
-        proxy = Proxy("127.0.0.1", 5432)
-        settings = audited(demo_settings,
-                           f"postgresql+asyncpg://postgres@127.0.0.1:{proxy.port}/{name}")
+def test_fail_closed_when_the_audit_database_goes_away(demo_settings, population,
+                                                      server_databases):
+    with postgres_audit_database(server_databases) as database:
+        proxy = Proxy(database.host or "127.0.0.1", database.port or 5432)
+        through_proxy = database.set(host="127.0.0.1", port=proxy.port)
+        settings = audited(demo_settings, through_proxy.render_as_string(hide_password=False))
         query = "query($u: USCC!) { entity(uscc: $u) { registration { name } } }"
         uscc = population.showcase["clean"].uscc
         with Gateway(settings) as gateway:
@@ -275,7 +257,7 @@ def test_fail_closed_when_the_audit_database_goes_away(demo_settings, population
         assert body["errors"][0]["extensions"] == {"code": "AUDIT_UNAVAILABLE"}
         assert "registration" not in during.text
         assert after.status_code == 200
-        direct = audited(demo_settings, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}")
+        direct = audited(demo_settings, database.render_as_string(hide_password=False))
         records = trail(direct)
         assert len(records) == 2 and [r.entry.outcome for r in records] == ["ok", "ok"]
         assert verify(direct).ok

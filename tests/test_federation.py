@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from tests.connectors.http_server import LiveServer, free_port
 from tests.gateway_fixtures import Gateway
 
 SECRET = "partner-secret-for-tests-0123456789"
+# The partners' deadline where a test is about what comes back, not how fast: no
+# loaded machine reaches it (the demo's 2 s can be, by a gateway answering).
+PATIENT = 30.0
 SUPERVISOR = ("hz-market-app", "SUPERVISION")
 CROSS_CITY = """query($u: [USCC!]!) { entities(usccs: $u) { uscc
   registration { name provenance { source city } }
@@ -82,7 +86,8 @@ def dongguan(population):
 
 @pytest.fixture
 def federated(demo_settings, tmp_path, shenzhen, dongguan):
-    return with_partners(demo_settings, tmp_path, shenzhen.url, dongguan.url)
+    return with_partners(demo_settings, tmp_path, shenzhen.url, dongguan.url,
+                         timeout_seconds=PATIENT)
 
 
 def huizhou_code_dongguan_penalized(dongguan, population) -> str:
@@ -144,14 +149,15 @@ def hz_source_text(huizhou_url: str) -> str:
         "[sources.hz-gateway]", 'connector = "shenzhen"', f'url = "{huizhou_url}/graphql"',
         f'token_url = "{huizhou_url}/oauth/token"', 'divisions = ["4413"]',
         'department = "惠州市公共信用信息管理系统"', 'city = "惠州"',
-        'client_id = "shenzhen-gateway"', f'client_secret = "{SECRET}"', "timeout_seconds = 5",
+        'client_id = "shenzhen-gateway"', f'client_secret = "{SECRET}"',
+        f"timeout_seconds = {PATIENT}",
     ])
 
 
 def post(url: str, settings: Settings, client_id: str, purpose: str, query: str, **variables):
     from tests.gateway_fixtures import demo_token
 
-    response = httpx2.post(f"{url}/graphql", timeout=30, json={
+    response = httpx2.post(f"{url}/graphql", timeout=4 * PATIENT, json={
         "query": query, "variables": variables}, headers={
         "Authorization": f"Bearer {demo_token(settings, client_id)}",
         "X-Purpose-Of-Use": purpose})
@@ -163,7 +169,8 @@ def test_two_gateways_that_are_each_others_partner_do_not_loop(
         demo_settings, tmp_path, shenzhen, population):
     hz_port, sz_port = free_port(), free_port()
     hz_url, sz_url = f"http://127.0.0.1:{hz_port}", f"http://127.0.0.1:{sz_port}"
-    federated = with_partners(demo_settings, tmp_path, sz_url, "http://127.0.0.1:9")
+    federated = with_partners(demo_settings, tmp_path, sz_url, "http://127.0.0.1:9",
+                              timeout_seconds=PATIENT)
     huizhou_settings = dataclasses.replace(federated, sources=tuple(
         s for s in federated.sources if s.id != "dg-gateway"))
     sz_dir = tmp_path / "shenzhen-looping"
@@ -210,22 +217,38 @@ async def _details(settings: Settings) -> list[str]:
 
 def test_a_hanging_partner_costs_no_more_than_its_timeout(demo_settings, tmp_path, shenzhen,
                                                           population):
+    released = threading.Event()  # set at the end: no request still hangs when the server stops
+
     async def hang(request: Request):
-        await asyncio.sleep(30)
+        async with asyncio.timeout(60):
+            while not released.is_set():
+                await asyncio.sleep(0.05)
         return JSONResponse({})
 
+    timeout = 1.0
     hanging = Starlette(routes=[Route("/{path:path}", hang, methods=["GET", "POST"])])
     with LiveServer(hanging) as dongguan:
-        settings = with_partners(demo_settings, tmp_path, shenzhen.url, dongguan.url,
-                                 timeout_seconds=0.5)
-        dg = build_population(80, 50, city="dongguan").showcase["clean"].uscc
-        hz = population.showcase["penalty_general_in_window"].uscc
-        with Gateway(settings) as gateway:
-            started = time.perf_counter()
-            body = gateway.query(CROSS_CITY, SUPERVISOR, u=[hz, dg])
-            elapsed = time.perf_counter() - started
-    # The partner timeout plus a small margin (generous: a correctness bound, not a benchmark).
-    assert elapsed < 0.5 + 1.5
+        try:
+            settings = with_partners(demo_settings, tmp_path, shenzhen.url, dongguan.url,
+                                     timeout_seconds=timeout)
+            without_dongguan = dataclasses.replace(settings, sources=tuple(
+                s for s in settings.sources if s.id != "dg-gateway"))
+            dg = build_population(80, 50, city="dongguan").showcase["clean"].uscc
+            hz = population.showcase["penalty_general_in_window"].uscc
+            with Gateway(without_dongguan) as gateway:  # what the rest costs on this machine now
+                started = time.perf_counter()
+                gateway.query(CROSS_CITY, SUPERVISOR, u=[hz, dg])
+                usual = time.perf_counter() - started
+            with Gateway(settings) as gateway:
+                started = time.perf_counter()
+                body = gateway.query(CROSS_CITY, SUPERVISOR, u=[hz, dg])
+                elapsed = time.perf_counter() - started
+        finally:
+            released.set()
+    # What the query costs without the partner, plus the partner's timeout, plus a margin
+    # (generous: a correctness bound, not a benchmark, that grows with the machine's load):
+    # far less than the partner's hang, or than its timeout once per attempt (retries: 2).
+    assert elapsed < timeout + 2 * usual + 0.5, (elapsed, usual)
     huizhou, dongguan_firm = body["data"]["entities"]
     assert huizhou["registration"]["name"] and huizhou["penalties"]
     assert dongguan_firm["registration"] is None
@@ -236,21 +259,30 @@ def test_a_hanging_partner_costs_no_more_than_its_timeout(demo_settings, tmp_pat
 
 
 def test_the_circuit_opens_after_repeated_failures(demo_settings, tmp_path, shenzhen, population):
-    settings = with_partners(demo_settings, tmp_path, shenzhen.url, "http://127.0.0.1:9",
-                             retries=0, breaker_failures=2, breaker_reset_seconds=60)
+    reached = []  # every request that reached the failing partner
+
+    async def unavailable(request: Request):
+        reached.append(request.url.path)
+        return JSONResponse({"code": 503, "message": "unavailable"}, status_code=503)
+
+    failing = Starlette(routes=[Route("/{path:path}", unavailable, methods=["GET", "POST"])])
     query = "query($u: USCC!) { entity(uscc: $u) { penalties { decisionNumber } } }"
     hz = population.showcase["penalty_general_in_window"].uscc
-    codes = []
-    with Gateway(settings) as gateway:
-        for _ in range(3):
-            started = time.perf_counter()
-            body = gateway.query(query, SUPERVISOR, u=hz)
-            codes.append([e["extensions"]["code"] for e in body["errors"]
-                          if e["extensions"]["source"] == "dg-gateway"])
-            assert body["data"]["entity"]["penalties"]  # Huizhou's own records still come
-        fast = time.perf_counter() - started
+    codes, requests = [], []
+    with LiveServer(failing) as dongguan:
+        settings = with_partners(demo_settings, tmp_path, shenzhen.url, dongguan.url,
+                                 timeout_seconds=PATIENT, retries=0, breaker_failures=2,
+                                 breaker_reset_seconds=60)
+        with Gateway(settings) as gateway:
+            for _ in range(3):
+                body = gateway.query(query, SUPERVISOR, u=hz)
+                codes.append([e["extensions"]["code"] for e in body["errors"]
+                              if e["extensions"]["source"] == "dg-gateway"])
+                requests.append(len(reached))
+                assert body["data"]["entity"]["penalties"]  # Huizhou's own records still come
     assert codes == [["SOURCE_UNAVAILABLE"], ["SOURCE_UNAVAILABLE"], ["CIRCUIT_OPEN"]]
-    assert fast < 1.0
+    # Open, the circuit fails the call at once: nothing more is sent to the partner.
+    assert 0 < requests[0] < requests[1] == requests[2]
 
 
 def test_a_wrong_answer_is_a_bad_upstream_response(federated, dongguan):

@@ -26,7 +26,7 @@ async def test_a_call_returns_its_result_or_raises_its_error():
 async def test_calls_run_concurrently_up_to_the_size_and_no_further():
     size = 3
     threads = WorkerThreads(size, "t")
-    barrier = threading.Barrier(size, timeout=5)
+    barrier = threading.Barrier(size, timeout=30)  # generous: this is not about speed
     names: set[str] = set()
 
     def meet() -> None:
@@ -42,10 +42,17 @@ async def test_calls_run_concurrently_up_to_the_size_and_no_further():
 
 async def test_a_cancelled_caller_leaves_the_thread_serving_the_next():
     threads = WorkerThreads(1, "t")
-    release = threading.Event()
+    running, release = threading.Event(), threading.Event()
+
+    def call() -> bool:
+        running.set()
+        return release.wait(30)
+
     try:
-        waiting = asyncio.ensure_future(threads.run(release.wait, 5))
-        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(threads.run(call))
+        async with asyncio.timeout(30):  # cancelled while its call runs, not before
+            while not running.is_set():
+                await asyncio.sleep(0.001)
         waiting.cancel()
         release.set()
         with pytest.raises(asyncio.CancelledError):
@@ -63,5 +70,5 @@ async def test_closed_threads_refuse_new_calls_and_end():
     with pytest.raises(RuntimeError, match="closed"):
         await threads.run(lambda: None)
     for thread in started:
-        thread.join(timeout=5)
+        thread.join(timeout=30)
         assert not thread.is_alive()

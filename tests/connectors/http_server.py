@@ -4,13 +4,16 @@
         ...  # requests to server.url ("http://127.0.0.1:<free port>")
 
 The kernel picks the free port (uvicorn binds port 0), so parallel runs never
-collide. Start and stop are bounded: a server that does not come up, or does
-not shut down, within ``wait_seconds`` is an error, not a hung test run;
-requests still running at stop are cancelled after one second.
+collide; a port from ``free_port`` stays reserved (bound) until its server
+listens on it. Start and stop are bounded: a server that does not come up, or
+does not shut down, within ``wait_seconds`` (generous: a loaded machine starts
+a gateway slowly) is an error, not a hung test run; requests still running at
+stop are cancelled after one second.
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any
@@ -21,7 +24,7 @@ import uvicorn
 class LiveServer:
     """Serve ``app`` on 127.0.0.1 at a free port from ``start`` until ``stop``."""
 
-    def __init__(self, app: Any, *, wait_seconds: float = 10.0, lifespan: str = "off",
+    def __init__(self, app: Any, *, wait_seconds: float = 60.0, lifespan: str = "off",
                  port: int = 0) -> None:
         self.app = app
         self.port = port
@@ -37,8 +40,10 @@ class LiveServer:
             ws="none", loop="asyncio", http="h11", timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="test-http-server",
-                                        daemon=True)
+        reserved = _reserved.pop(self.port, None)  # from free_port: serve on its socket
+        sockets = None if reserved is None else [reserved]
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": sockets},
+                                        name="test-http-server", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + self.wait_seconds
         while not self._server.started:
@@ -67,11 +72,16 @@ class LiveServer:
         self.stop()
 
 
-def free_port() -> int:
-    """A port free right now on 127.0.0.1 (for servers that must know each
-    other's address before either starts)."""
-    import socket
+_reserved: dict[int, socket.socket] = {}
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+
+def free_port() -> int:
+    """A free port on 127.0.0.1 for a ``LiveServer(port=...)`` (for servers that
+    must know each other's address before either starts). It is reserved until
+    then: bound, not yet listening (connections to it are refused), so no other
+    process, another test run's server or client, can take it meanwhile."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    _reserved[port] = sock
+    return port

@@ -24,12 +24,16 @@ async def connector_over(
     """Recreate ``metadata``'s tables at ``url``, insert ``rows`` and return a
     connector of ``connector_class`` reading them. Close it with ``aclose``."""
     engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.drop_all)
-        await conn.run_sync(metadata.create_all)
-        for table, table_rows in rows.items():
-            if table_rows:
-                await conn.execute(table.insert(), list(table_rows))
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)
+            await conn.run_sync(metadata.create_all)
+            for table, table_rows in rows.items():
+                if table_rows:
+                    await conn.execute(table.insert(), list(table_rows))
+    except BaseException:
+        await engine.dispose()  # no connection left for the garbage collector to warn about
+        raise
     settings = SourceSettings(
         id=source_id, connector=connector_class.kind, url=url,
         department="测试部门", city="惠州",

@@ -1,5 +1,10 @@
 """A controllable HTTP partner on loopback for the PartnerClient tests: it
-issues tokens and counts tokens, requests and the requests in flight at once."""
+issues tokens and counts tokens, requests and the requests in flight at once.
+
+Nothing here depends on how fast the machine is: a test that needs requests
+to overlap says how many (``gate``) instead of hoping a delay is long enough,
+and slow answers end early when the server stops (``release``), so no request
+is still running, or cancelled, at teardown."""
 
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from tests.connectors.http_server import LiveServer
 
 CLIENT_ID, CLIENT_SECRET = "huizhou-gateway", "s3cret-Value-42"
 LIMIT = 100_000  # max_response_bytes in these tests
+GATE_SECONDS = 30.0  # the longest a request waits at the gate
 
 
 class Partner:
@@ -35,7 +41,9 @@ class Partner:
         self.status = 503  # for mode "status"; the first ``fail_first`` hits in "flaky"
         self.fail_first = 0
         self.retry_after: str | None = None
-        self.delay = 0.0  # mode "slow"
+        self.delay = 0.0  # mode "slow": seconds each answer takes ...
+        self.gate = 0  # ... after the first ones waited until this many were in flight at once
+        self.released = False  # set by ``release``: slow answers end now
         self.token_mode = "ok"
         self.token_fail_first = 0
         self.token_delay = 0.0
@@ -66,7 +74,7 @@ class Partner:
             return Response("busy", status_code=503, media_type="text/plain")
         if self.token_mode == "html":
             return HTMLResponse("<html><body>Login</body></html>")
-        await asyncio.sleep(self.token_delay)
+        await self._pause(self.token_delay)
         self.tokens_issued += 1
         token = f"token-{self.tokens_issued}"
         self.valid.add(token)
@@ -90,7 +98,8 @@ class Partner:
             return JSONResponse({"error": "invalid_token"}, status_code=401)
         mode = self.mode
         if mode == "slow":
-            await asyncio.sleep(self.delay)
+            await self._meet()
+            await self._pause(self.delay)
         elif mode == "flaky" and self.hits <= self.fail_first:
             return self._status()
         elif mode == "status":
@@ -120,6 +129,24 @@ class Partner:
             "params": dict(request.query_params), "body": body, "hit": self.hits,
         })
 
+    async def _meet(self) -> None:
+        """Until ``gate`` requests have been in flight at once (never, for a client
+        that does not send them together: then for at most ``GATE_SECONDS``)."""
+        deadline = time.monotonic() + GATE_SECONDS
+        while (self.max_in_flight < self.gate and not self.released
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.001)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until ``release``."""
+        end = time.monotonic() + seconds
+        while not self.released and (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.05))
+
+    def release(self) -> None:
+        """End every slow answer and gate now (before the server stops)."""
+        self.released = True
+
     def _status(self) -> Response:
         headers = {"Retry-After": self.retry_after} if self.retry_after is not None else {}
         return Response("<html>upstream error</html>", status_code=self.status,
@@ -145,14 +172,18 @@ def partner() -> Partner:
 @pytest.fixture
 def server(partner: Partner) -> Iterator[LiveServer]:
     with LiveServer(partner.app()) as live:
-        yield live
+        try:
+            yield live
+        finally:
+            partner.release()
 
 
 def source(server: LiveServer, **overrides: object) -> SourceSettings:
     settings = SourceSettings(
         id="sz-test", connector="shenzhen", url=f"{server.url}/api",
         department="深圳市公共信用中心", city="深圳", token_url=f"{server.url}/token",
-        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, timeout_seconds=5.0, retries=2,
+        # A deadline no loaded machine reaches: tests of the deadline set their own.
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, timeout_seconds=30.0, retries=2,
         backoff_seconds=0.01, breaker_failures=5, breaker_reset_seconds=30.0,
         max_concurrency=8, max_response_bytes=LIMIT,
     )

@@ -3,6 +3,8 @@ uvicorn on loopback: real HTTP, OAuth client credentials, the city's envelope.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -54,7 +56,8 @@ def settings(url: str, **overrides) -> SourceSettings:
     values = dict(
         id="dg-gateway", connector="dongguan", url=url, department="东莞市公共信用信息中心",
         city="东莞", divisions=("441900",), token_url=f"{url}/oauth/token",
-        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, timeout_seconds=5.0, retries=1,
+        # a deadline no loaded machine reaches: these tests are not about speed
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, timeout_seconds=30.0, retries=1,
         max_concurrency=4,
     )
     return SourceSettings(**(values | overrides))
@@ -157,15 +160,46 @@ async def test_penalties_of_dongguan_and_huizhou_codes(app: Starlette, server: L
     assert RESIDENT_ID not in "".join(r["path"] for r in app.state.received)
 
 
-async def test_calls_concurrent_within_the_limit(app: Starlette, server: LiveServer) -> None:
-    app.state.delay = 0.05
+class Gate:
+    """ASGI middleware: holds the API requests until ``size`` of them wait at once,
+    then lets them on together, and every later one at once (``arm`` closes it
+    again). Calls that may overlap then do, however slow the machine: the ones
+    let on together reach the simulator's handlers before any answer's delay ends."""
+
+    def __init__(self, app: Starlette, size: int) -> None:
+        self.app = app
+        self.arm(size)
+
+    def arm(self, size: int) -> None:
+        self.size, self.waiting = size, 0
+        self._open: asyncio.Event | None = None  # made on the server's loop
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            if self._open is None:
+                self._open = asyncio.Event()
+            opened = self._open
+            if not opened.is_set():
+                self.waiting += 1
+                if self.waiting >= self.size:
+                    opened.set()
+                with contextlib.suppress(TimeoutError):  # too few came: the test says so
+                    await asyncio.wait_for(opened.wait(), 30)
+        await self.app(scope, receive, send)
+
+
+async def test_calls_concurrent_within_the_limit(app: Starlette) -> None:
+    app.state.delay = 0.05  # time in which a fourth call would arrive if it were sent
     codes = list(held(app))
-    async with connector(server, max_concurrency=3) as source:
-        await penalties(source)(codes[:12])
-        assert app.state.max_in_flight == 3
-        app.state.max_in_flight = 0
-        await registrations(source)(codes[:100])  # 5 calls
-        assert app.state.max_in_flight == 3
+    gate = Gate(app, 3)
+    with LiveServer(gate) as server:
+        async with connector(server, max_concurrency=3) as source:
+            await penalties(source)(codes[:12])
+            assert app.state.max_in_flight == 3
+            app.state.max_in_flight = 0
+            gate.arm(3)
+            await registrations(source)(codes[:100])  # 5 calls
+            assert app.state.max_in_flight == 3
     assert app.state.calls["xzcf"] == 12 and app.state.calls["qyxx"] == 5
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 
 import pytest
-from starlette.applications import Starlette
 
 from connectors.partner_http import RequestRefused
 from gateway.errors import (
     BadSourceData, CircuitOpen, PartnerRefused, SourceTimeout, SourceUnavailable,
 )
-from tests.connectors.http_server import LiveServer
 from tests.connectors.partner_server import (  # noqa: F401 (fixtures)
     LIMIT, FakeClock, assert_client_safe, client_for, partner, server,
 )
@@ -62,7 +61,7 @@ async def test_500_is_not_retried(server, partner):
 
 async def test_429_honours_a_small_retry_after(server, partner):
     partner.mode, partner.status, partner.fail_first, partner.retry_after = "flaky", 429, 1, "1"
-    async with client_for(server, timeout_seconds=3.0, backoff_seconds=0.0) as client:
+    async with client_for(server, timeout_seconds=30.0, backoff_seconds=0.0) as client:
         started = time.monotonic()
         await client.post_json("graphql", {"query": "{ x }"}, idempotent=False)
         assert time.monotonic() - started >= 0.9
@@ -70,54 +69,67 @@ async def test_429_honours_a_small_retry_after(server, partner):
 
 
 async def test_429_retry_after_past_the_deadline_fails_at_once(server, partner):
-    partner.mode, partner.status, partner.retry_after = "status", 429, "30"
-    async with client_for(server, timeout_seconds=2.0) as client:
+    partner.mode, partner.status, partner.retry_after = "status", 429, "60"
+    async with client_for(server, timeout_seconds=20.0) as client:
         started = time.monotonic()
         with pytest.raises(SourceUnavailable, match="rate-limiting"):
             await client.get_json("a")
-        assert time.monotonic() - started < 1.0
+        # at once: not after waiting for the deadline (a SourceTimeout) or the 60 s
+        assert time.monotonic() - started < 20.0 / 2
     assert partner.hits == 1
 
 
 async def test_backoff_never_sleeps_past_the_deadline(server, partner, monkeypatch):
     monkeypatch.setattr(random, "uniform", lambda a, b: b)  # the longest jittered wait
     partner.mode, partner.status = "status", 503
-    async with client_for(server, timeout_seconds=0.5, backoff_seconds=1.0, retries=5) as client:
+    async with client_for(server, timeout_seconds=20.0, backoff_seconds=60.0, retries=5) as client:
         started = time.monotonic()
         with pytest.raises(SourceUnavailable, match="HTTP 503"):
             await client.get_json("a")
-        assert time.monotonic() - started < 0.5  # gave up instead of sleeping 1 s
+        # gave up instead of sleeping 60 s (or until the deadline: a SourceTimeout)
+        assert time.monotonic() - started < 20.0 / 2
     assert partner.hits == 1
 
 
 async def test_hanging_partner_times_out_within_the_deadline(server, partner):
-    partner.mode, partner.delay = "slow", 3.0
-    async with client_for(server, timeout_seconds=0.5, retries=2) as client:
+    async with client_for(server, timeout_seconds=3.0, retries=2) as client:
+        await client.get_json("a")  # the token, and a connection: the attempts reach the partner
+        partner.mode, partner.delay = "slow", 60.0  # answers long after the test (released then)
         started = time.monotonic()
-        with pytest.raises(SourceTimeout, match="within 0.5 s") as caught:
+        with pytest.raises(SourceTimeout, match="within 3 s") as caught:
             await client.get_json("a")
-        assert time.monotonic() - started < 0.5 + 0.5
-    assert 1 <= partner.hits <= 3  # each attempt got a share of the budget
+        # the deadline, not the partner's 60 s nor three attempts of 3 s each
+        assert time.monotonic() - started < 3.0 + 3.0
+    assert 1 <= partner.hits - 1 <= 3  # each attempt got a share of the budget
     assert_client_safe(caught.value, partner)
 
 
 async def test_waiting_for_a_slot_counts_against_the_deadline(server, partner):
-    partner.mode, partner.delay = "slow", 0.4
-    async with client_for(server, timeout_seconds=0.6, retries=0, max_concurrency=1) as client:
-        outcomes = await asyncio.gather(
-            *(client.get_json("a") for _ in range(3)), return_exceptions=True
+    # One slot, a 3 s deadline, answers taking 1.8 s: the first call is answered with
+    # 1.2 s to spare (plenty, even on a loaded machine: token and connection are ready);
+    # the second waits 1.8 s for the slot, and the 1.2 s left cannot cover its answer.
+    # Were the wait not counted, it would be answered. No request is abandoned while
+    # another is in flight, so the partner sees the client's limit exactly.
+    async with client_for(server, timeout_seconds=3.0, retries=0, max_concurrency=1) as client:
+        await client.get_json("a")  # the token, and a connection to reuse
+        partner.mode, partner.delay = "slow", 1.8
+        first, second = await asyncio.gather(
+            *(client.get_json("a") for _ in range(2)), return_exceptions=True
         )
-    assert any(isinstance(o, SourceTimeout) for o in outcomes)
+    assert isinstance(first, dict) and first["hit"] == 2
+    assert isinstance(second, SourceTimeout)
     assert partner.max_in_flight == 1
 
 
 async def test_unreachable_partner_is_unavailable(server, partner):
-    # A port nobody listens on: connection refused, retried, then unavailable.
-    with LiveServer(Starlette()) as other:
-        dead_url = f"{other.url}/api"
-    async with client_for(server, url=dead_url) as client:
-        with pytest.raises(SourceUnavailable, match="is unavailable") as caught:
-            await client.get_json("a")
+    # A port bound but never listening: connection refused, retried, then unavailable.
+    # Held for the whole test, so no other server (another test run's) can take it.
+    with socket.socket() as dead:
+        dead.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}/api"
+        async with client_for(server, url=dead_url) as client:
+            with pytest.raises(SourceUnavailable, match="is unavailable") as caught:
+                await client.get_json("a")
     assert_client_safe(caught.value, partner)
 
 
@@ -193,7 +205,10 @@ async def test_refused_requests_do_not_open_the_breaker(server, partner):
 
 
 async def test_at_most_max_concurrency_requests_in_flight(server, partner):
-    partner.mode, partner.delay = "slow", 0.15
+    # The first requests wait until three are in flight (as many as the client may
+    # send at once, however slow the machine); each then takes 0.15 s more, time in
+    # which a fourth would arrive if the client let it.
+    partner.mode, partner.delay, partner.gate = "slow", 0.15, 3
     async with client_for(server, max_concurrency=3) as client:
         await asyncio.gather(*(client.get_json("a") for _ in range(10)))
     assert partner.max_in_flight == 3

@@ -130,6 +130,13 @@ class Loaders:
             ]
             for pending in answers:
                 pending.future.add_done_callback(self._settler(answers))
+        if len(answers) == 1:  # the common case, kept short: one call per field
+            answer = answers[0]
+            if type(answer) is _Pending:
+                return self._after([answer.future], record_type, key, path)
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
         pending = [a.future for a in answers if type(a) is _Pending]
         if pending:
             return self._after(pending, record_type, key, path)

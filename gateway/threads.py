@@ -22,7 +22,7 @@ class WorkerThreads:
     ``await run(fn, *args)`` returns ``fn(*args)`` or raises what it raised.
     A caller cancelled while its call runs does not stop the call (no thread
     can be interrupted): its result is dropped. A thread starts when a call
-    arrives and none is idle, up to ``size``. Lighter than
+    arrives and more calls wait than threads are idle, up to ``size``. Lighter than
     ``loop.run_in_executor`` on a ``ThreadPoolExecutor``: a call is one queue
     put and its answer one ``call_soon_threadsafe``, with no concurrent future
     chained to the asyncio one and no idle-thread semaphore whose lock the
@@ -37,8 +37,9 @@ class WorkerThreads:
         self._name = name
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = 0  # threads waiting for a call; only the workers change it
-        self._idle_lock = threading.Lock()
+        self._idle = 0  # threads waiting for a call
+        self._pending = 0  # calls handed but not yet taken by a thread
+        self._idle_lock = threading.Lock()  # guards both counts
         self._closed = False
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -46,8 +47,11 @@ class WorkerThreads:
             raise RuntimeError(f"{self._name} threads are closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        with self._idle_lock:
+            self._pending += 1
+            more = self._pending > self._idle and len(self._threads) < self._size
         self._calls.put((fn, args, future, loop))
-        if not self._threads or (self._idle <= 0 and len(self._threads) < self._size):
+        if more:  # more calls waiting than threads to take them
             self._start()
         return await future
 
@@ -72,6 +76,8 @@ class WorkerThreads:
             call = self._calls.get()
             with self._idle_lock:
                 self._idle -= 1
+                if call is not _STOP:
+                    self._pending -= 1
             if call is _STOP:
                 return
             fn, args, future, loop = call

@@ -72,3 +72,43 @@ async def test_closed_threads_refuse_new_calls_and_end():
     for thread in started:
         thread.join(timeout=30)
         assert not thread.is_alive()
+
+
+async def test_calls_waiting_outnumbering_idle_threads_start_another():
+    """Two calls handed while one thread is idle, before it has taken the
+    first, must not both wait for that thread: here they wait for each other."""
+    import queue as _queue
+
+    from gateway.threads import WorkerThreads
+
+    class Gated:
+        """The call queue, whose takers wait until ``open`` is set."""
+
+        def __init__(self) -> None:
+            self.calls: _queue.SimpleQueue = _queue.SimpleQueue()
+            self.open = threading.Event()
+
+        def put(self, item) -> None:
+            self.calls.put(item)
+
+        def get(self):
+            self.open.wait(30)
+            return self.calls.get()
+
+    threads = WorkerThreads(2, "test-outnumbered")
+    gated = threads._calls = Gated()
+    gated.open.set()
+    try:
+        await threads.run(lambda: None)  # one thread, which goes idle again
+        for _ in range(3000):
+            if threads._idle == 1:
+                break
+            await asyncio.sleep(0.001)
+        gated.open.clear()  # the idle thread takes nothing until both calls are handed
+        barrier = threading.Barrier(2, timeout=30)
+        calls = [asyncio.ensure_future(threads.run(barrier.wait)) for _ in range(2)]
+        await asyncio.sleep(0)
+        gated.open.set()
+        await asyncio.wait_for(asyncio.gather(*calls), 60)
+    finally:
+        threads.close()

@@ -9,8 +9,8 @@ import strawberry
 from gateway.codes import InvalidCode, validate_uscc
 from gateway.errors import ForbiddenForPurpose, InvalidInput
 from gateway.text import first_invisible
-from resolvers.access import Access, my_access
-from resolvers.audit import AuditTrailPage, audit_trail
+from resolvers.access import my_access
+from resolvers.audit import audit_trail
 from resolvers.entity import Entity, Person, prefetch
 from resolvers.scalars import USCC, ResidentId
 from resolvers.info import Info
@@ -103,7 +103,7 @@ class Query:
             has_next_page=has_next,
         )
 
-    my_access: Access = strawberry.field(
+    my_access = strawberry.field(
         resolver=my_access,
         description="What the calling client may see under the declared purpose of use.",
     )
@@ -115,7 +115,7 @@ class Query:
         context.subjects.add(context.services.recorder.person_subject(id_number))
         return Person(id_number=id_number)
 
-    audit_trail: Optional[AuditTrailPage] = strawberry.field(
+    audit_trail = strawberry.field(
         resolver=audit_trail,
         description="The access audit trail, newest first, filtered by client, purpose, "
         "subject (USCC or resident ID) and time window.",

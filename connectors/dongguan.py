@@ -25,7 +25,7 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from connectors import partner_http
+from connectors.partner import PartnerConnector, is_uscc
 from connectors import record_types as rt
 from connectors.base import SourceCall
 from connectors.legacy import iso_date
@@ -54,7 +54,7 @@ STATUSES = {s.value: s for s in EntityStatus}
 _LIST_SEPARATORS = re.compile(r"[,，;；]")
 
 
-class DongguanConnector(partner_http.PartnerConnector):
+class DongguanConnector(PartnerConnector):
     """Dongguan's registrations and administrative penalties."""
 
     kind = "dongguan"
@@ -82,7 +82,7 @@ class DongguanConnector(partner_http.PartnerConnector):
     async def load_penalties(
         self, keys: Sequence[str], *, call: SourceCall,
     ) -> list[list[Penalty]]:
-        asked = [key for key in dict.fromkeys(keys) if partner_http.is_uscc(key)]
+        asked = [key for key in dict.fromkeys(keys) if is_uscc(key)]
         answers = await _all(self._get(f"api/v1/xzcf/{key}", call) for key in asked)
         provenance = self.provenance()
         found = {

@@ -29,20 +29,16 @@ strings (they may hold the subjects' ID numbers) or credentials.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
-from urllib.parse import quote
+from collections.abc import Callable
+from typing import Any
 
 import httpx2
 import orjson
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Auth, OAuthError
 
-from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, Connector, SourceCall
-from gateway.codes import InvalidCode, validate_resident_id, validate_uscc
 from gateway.errors import (
     BadSourceData, CircuitOpen, PartnerRefused, SourceError, SourceTimeout, SourceUnavailable,
 )
@@ -51,9 +47,6 @@ from gateway.settings import SourceSettings
 log = logging.getLogger("gateway.sources")
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-PURPOSE_HEADER = "X-Purpose-Of-Use"
-REQUEST_ID_HEADER = "X-Request-Id"
-HOP_VALUE = "huizhou"  # the value of ``HOP_HEADER``: who sends the request
 TOKEN_LEEWAY_SECONDS = 30.0  # refresh a token this long before it expires ...
 TOKEN_LEEWAY_FRACTION = 0.1  # ... or this share of its lifetime, whichever is shorter
 
@@ -457,49 +450,3 @@ def _retry_after(value: str | None) -> float | None:
     """Seconds of a delta-seconds ``Retry-After``; ``None`` otherwise (dates: backoff)."""
     return float(value.strip()) if value and value.strip().isdigit() else None
 
-
-def is_uscc(key: Any) -> bool:
-    """Whether ``key`` is a USCC that is not also a resident ID number (an ID
-    number is personal data: when in doubt, it is never sent to a partner)."""
-    for validate, wanted in ((validate_uscc, True), (validate_resident_id, False)):
-        try:
-            validate(key)
-        except InvalidCode:
-            return not wanted
-    return False
-
-
-class PartnerConnector(Connector):
-    """What every partner city's connector shares: a ``PartnerClient`` (its
-    breaker is its readiness), batch methods that take the request's
-    ``SourceCall`` (``call=``), and the headers every call carries: purpose,
-    request id, the asking organization and the hop marker."""
-
-    is_partner: ClassVar[bool] = True
-
-    def __init__(self, settings: SourceSettings, *, transport: Any = None) -> None:
-        """``transport``: for tests only."""
-        super().__init__(settings)
-        self.client = PartnerClient(settings, transport)
-
-    def batch_function(self, record_type: str, call: SourceCall) -> Callable[[Sequence[Any]], Any]:
-        return functools.partial(getattr(self, self.record_types[record_type]), call=call)
-
-    def is_home(self, key: Any) -> bool:
-        """Whether the partner holds ``key``'s registration (its divisions)."""
-        return is_uscc(key) and key[2:8].startswith(tuple(self.divisions))
-
-    @staticmethod
-    def headers(call: SourceCall) -> dict[str, str]:
-        return {
-            PURPOSE_HEADER: call.purpose,
-            REQUEST_ID_HEADER: call.request_id,
-            ON_BEHALF_OF_HEADER: quote(call.organization, safe=""),
-            HOP_HEADER: HOP_VALUE,
-        }
-
-    async def check(self) -> None:
-        self.client.check()
-
-    async def aclose(self) -> None:
-        await self.client.aclose()

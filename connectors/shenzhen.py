@@ -37,7 +37,7 @@ from typing import Any
 
 from connectors import record_types as rt
 from connectors.base import SourceCall
-from connectors.partner_http import PartnerConnector, is_uscc
+from connectors.partner import PartnerConnector, is_uscc
 from gateway.errors import PartnerRefused, SourceUnavailable
 from resolvers import records as r
 

@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from connectors import record_types as rt
 from connectors.base import SourceCall
 from connectors.dongguan import DongguanConnector
-from connectors.partner_http import is_uscc
+from connectors.partner import is_uscc
 from demo.dongguan import create_dongguan_app
 from demo.population import build_population
 from gateway.errors import BadSourceData, PartnerRefused

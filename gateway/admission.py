@@ -96,7 +96,7 @@ class Parsed:
     document: DocumentNode
     operations: dict[str | None, OperationDefinitionNode]
     shapes: dict[str | None, Shape] = field(default_factory=dict)
-    validated: dict[tuple[bool, bool], list[GraphQLError]] = field(default_factory=dict)
+    validated: dict[bool, list[GraphQLError]] = field(default_factory=dict)  # by introspection
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,15 +204,14 @@ class Admission:
         return operation
 
     def _validated(self, parsed: Parsed, introspection: bool) -> list[GraphQLError]:
-        key = (introspection, True)
-        errors = parsed.validated.get(key)
+        errors = parsed.validated.get(introspection)
         if errors is None:
             rules = specified_rules if introspection else (
                 *specified_rules, NoSchemaIntrospectionCustomRule)
             found = validate(self.schema, parsed.document, rules,
                              max_errors=MAX_VALIDATION_ERRORS, hide_suggestions=not introspection)
-            errors = parsed.validated[key] = [_coded(e, hide_suggestions=not introspection)
-                                              for e in found]
+            errors = parsed.validated[introspection] = [
+                _coded(e, hide_suggestions=not introspection) for e in found]
         return errors
 
 

@@ -47,11 +47,11 @@ class RequestRejected(Exception):
         self.headers = dict(headers or {})
         self.extensions = extensions
 
-    def response(self) -> Response:
+    def response(self, media_type: str = "application/json") -> Response:
         body = {"errors": [{"message": self.message,
                             "extensions": {"code": self.code, **self.extensions}}]}
         return Response(orjson.dumps(body), status_code=self.status, headers=self.headers,
-                        media_type="application/json")
+                        media_type=media_type)
 
 
 ECHOED_LENGTH = 40  # characters of a client's value repeated in an error or a log line

@@ -68,8 +68,7 @@ def _accepted_type(accept: str | None) -> str | None:
 
 def _refusal(status: int, code: str, message: str, media_type: str = GRAPHQL_RESPONSE,
              headers: dict[str, str] | None = None, **extensions: Any) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": code, **extensions}}]}
-    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=media_type)
+    return RequestRejected(status, code, message, headers, **extensions).response(media_type)
 
 
 class BodyTooLarge(Exception):
@@ -153,10 +152,7 @@ class GraphQLEndpoint:
                 echoed(purpose) if purpose is not None else None,
                 rejected.code.lower(), rejected.message,
             )
-            response = rejected.response()
-            response.media_type = media_type
-            response.headers["content-type"] = media_type
-            return response
+            return rejected.response(media_type)
 
         try:
             body = await read_body(request, self.max_body_bytes)

@@ -169,7 +169,7 @@ async def source_time(settings: Settings, usccs: list[str], times: int) -> float
     ``usccs`` (the ceiling's calls, batched like the loaders)."""
     from bench.ceiling import CALL
     from bench.workload import FIELDS
-    from connectors import record_types as rt
+    from connectors import RECORD_TYPES
     from gateway.sources import SourceRegistry
 
     registry = SourceRegistry.from_settings(settings)
@@ -180,11 +180,11 @@ async def source_time(settings: Settings, usccs: list[str], times: int) -> float
             started = time.perf_counter()
             calls = []
             for record_type, _ in FIELDS.values():
-                sources = ([registry.local(record_type)] if record_type in rt.SINGLE
+                sources = ([registry.local(record_type)] if not RECORD_TYPES[record_type].many
                            else registry.serving(record_type))
                 for source in sources:
-                    fn = source.batch_function(record_type, CALL)
-                    calls += [fn(usccs[i:i + batch]) for i in range(0, len(usccs), batch)]
+                    calls += [source.load(record_type, usccs[i:i + batch], CALL)
+                              for i in range(0, len(usccs), batch)]
             await asyncio.gather(*calls)
             timings.append((time.perf_counter() - started) * 1000)
     finally:

@@ -21,8 +21,8 @@ def gateway_app_without_policy_and_audit():
 
     import gateway.app
     from resolvers.query import Query
-    from resolvers.scalars import SCALAR_MAP
-    from resolvers.schema import GatewaySchema
+    from core.scalars import SCALAR_MAP
+    from gateway.schema import GatewaySchema
 
     gateway.app.schema = GatewaySchema(
         query=Query,

@@ -25,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bench.workload import FIELDS, PROVENANCE, camel
-from connectors import record_types as rt
+from connectors import RECORD_TYPES
 from connectors.base import SourceCall
 from gateway.settings import Settings, load_settings
 from gateway.sources import SourceRegistry
@@ -56,11 +56,11 @@ def create_ceiling_app(settings: Settings | None = None) -> Starlette:
         uscc = (await request.json())["uscc"]
         loads = []
         for _, (record_type, _) in FIELDS.items():
-            if record_type in rt.SINGLE:
+            if not RECORD_TYPES[record_type].many:
                 source = registry.home(record_type, uscc)
             else:
                 (source,) = registry.serving(record_type)
-            loads.append(source.batch_function(record_type, CALL)([uscc]))
+            loads.append(source.load(record_type, [uscc], CALL))
         results = await asyncio.gather(*loads)
         body: dict[str, Any] = {"uscc": uscc}
         for (field, (_, names)), (value,) in zip(FIELDS.items(), results):

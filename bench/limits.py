@@ -37,7 +37,7 @@ from demo.population import build_population
 from gateway.admission import Admission
 from gateway.app import create_app
 from gateway.settings import Settings, load_settings
-from resolvers.schema import graphql_schema, source_field_names
+from gateway.schema import graphql_schema, source_field_names
 
 RESULTS = Path(__file__).with_name("results")
 

@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
 
-from gateway.errors import BadSourceData
-from gateway.settings import SourceSettings
-from resolvers.records import Provenance
+from core.errors import BadSourceData
+from core.config import SourceSettings
+from core.records.base import Provenance, RecordType
 
 log = logging.getLogger("gateway.sources")
 
 K = TypeVar("K", bound=Hashable)
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 #: Sent on every call to a partner; a request carrying it is never forwarded again.
@@ -41,32 +42,70 @@ class SourceCall:
     reads: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
+def serves(record_type: RecordType) -> Callable[[F], F]:
+    """Mark a connector's method as its batch method for ``record_type``."""
+    def mark(method: F) -> F:
+        method.__serves__ = record_type  # type: ignore[attr-defined]
+        return method
+    return mark
+
+
 class Connector:
-    """A source of credit records.
+    """A source of credit records: a departmental database or a partner
+    city's endpoint. This docstring is the whole contract.
 
-    Subclasses set ``kind`` (the name used in the configuration's
-    ``connector`` key) and ``record_types``: a mapping from record type name
-    (see ``connectors.record_types``) to the name of an async batch method::
+    A subclass sets ``kind``, the name the configuration's ``connector``
+    key uses (``connector = "tax"``), and declares the record types it
+    serves (``core.records``: name, key kind, one or many records per key,
+    record class, GraphQL field) by marking one batch method per record
+    type with ``@serves(RECORD_TYPE)``::
 
-        async def load_x(self, keys: Sequence[str]) -> list[V]
+        @serves(TAX_RATINGS)
+        async def load_tax_ratings(self, usccs: Sequence[str]) -> list[list[TaxRating]]
 
-    The batch method receives distinct keys (at most the configured
+    The gateway calls ``load(record_type, keys, call)``, which runs that
+    method (a subclass serving many record types alike may override
+    ``load`` and set ``record_types`` itself, as the Shenzhen connector
+    does). A batch receives distinct keys (at most the configured
     ``max_batch_keys``) and returns exactly one value per key, in the order
     of the keys: the DataLoader contract. A key without records gets ``[]``
-    (list record types) or ``None`` (single record types). It issues one
-    statement or request per call, and raises only ``gateway.errors.SourceError``
-    subclasses: driver and HTTP failures are converted at this boundary.
+    (``many`` record types) or ``None`` (single ones); a key of the wrong
+    kind for the source (a resident ID number at a partner) too. It issues
+    one statement or request per call where the source allows it, and
+    raises only ``core.errors.SourceError`` subclasses: driver and HTTP
+    failures are converted at this boundary (nothing internal reaches a
+    client). Records carry ``provenance()``.
 
-    The local source of registrations also answers name searches::
+    The local source of ``REGISTRATION`` also answers name searches::
 
         async def search_by_name(self, text: str, after: str | None, limit: int) -> list[Registration]
 
     registrations whose name contains ``text`` literally, ordered by USCC,
     after the code ``after``, at most ``limit``.
+
+    Every module of the ``connectors`` package is imported at start-up and
+    every subclass with a ``kind`` is registered (``connectors.CONNECTORS``):
+    adding a source is adding its modules (record types in ``core.records``,
+    the connector here, demo data in ``demo``) and its catalog entries.
     """
 
     kind: ClassVar[str]
-    record_types: ClassVar[Mapping[str, str]]
+    #: Record type name -> record type, for every record type served.
+    record_types: ClassVar[Mapping[str, RecordType]] = {}
+    _batch_methods: ClassVar[Mapping[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        marked = {name: method.__serves__ for name, method in vars(cls).items()
+                  if hasattr(method, "__serves__")}
+        if marked:
+            cls._batch_methods = {**cls._batch_methods,
+                                  **{rt.name: name for name, rt in marked.items()}}
+            cls.record_types = {**cls.record_types, **{rt.name: rt for rt in marked.values()}}
+
+    async def load(self, record_type: str, keys: Sequence[Any], call: SourceCall) -> list[Any]:
+        """One value per key of ``keys`` for ``record_type`` (see the class docstring)."""
+        return await getattr(self, self._batch_methods[record_type])(keys)
 
     def __init__(self, settings: SourceSettings) -> None:
         self.settings = settings
@@ -89,11 +128,6 @@ class Connector:
     def divisions(self) -> tuple[str, ...]:
         """Division-code prefixes whose registrations this source holds (partners)."""
         return self.settings.divisions
-
-    def batch_function(self, record_type: str, call: SourceCall) -> Callable[[Sequence[Any]], Any]:
-        """The batch method for ``record_type`` in one request. Partner
-        connectors bind ``call`` (who asks, why, what they selected)."""
-        return getattr(self, self.record_types[record_type])
 
     def grouped(
         self, keys: Sequence[K], rows: Iterable[Any], key_of: Callable[[Any], K],

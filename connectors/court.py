@@ -19,13 +19,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors import record_types as rt
 from connectors.legacy import epoch_date
+from connectors.base import serves
 from connectors.sql import SqlConnector, by_keys
-from resolvers.records import (
+from core.records.base import Provenance
+from core.records.court import (
+    DISHONEST_DEBTORS,
     DishonestDebtorRecord,
     PerformanceStatus,
-    Provenance,
     SubjectKind,
 )
 
@@ -73,7 +74,6 @@ class CourtConnector(SqlConnector):
     """Dishonest judgment debtors, keyed by USCC or resident ID, newest published first."""
 
     kind = "court"
-    record_types = {rt.DISHONEST_DEBTORS: "load_dishonest_debtors"}
 
     @staticmethod
     def _record(row: Any, provenance: Provenance) -> DishonestDebtorRecord:
@@ -99,6 +99,7 @@ class CourtConnector(SqlConnector):
             provenance=provenance,
         )
 
+    @serves(DISHONEST_DEBTORS)
     async def load_dishonest_debtors(
         self, codes: Sequence[str]
     ) -> list[list[DishonestDebtorRecord]]:

@@ -40,10 +40,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors import record_types as rt
 from connectors.legacy import compact_date
+from connectors.base import serves
 from connectors.sql import SqlConnector, by_keys
-from resolvers.records import (
+from core.records.base import Provenance
+from core.records.credit_office import (
+    AUTHORIZATIONS,
+    COMMITMENTS,
+    CREDIT_LISTS,
+    LICENCES,
+    PENALTIES,
+    REPAIRS,
     Authorization,
     CreditCommitment,
     CreditListEntry,
@@ -54,7 +61,6 @@ from resolvers.records import (
     LicenceCategory,
     Penalty,
     PenaltyType,
-    Provenance,
     RepairStatus,
     Severity,
 )
@@ -223,15 +229,8 @@ class CreditOfficeConnector(SqlConnector):
     penalties also by resident ID."""
 
     kind = "credit_office"
-    record_types = {
-        rt.LICENCES: "load_licences",
-        rt.PENALTIES: "load_penalties",
-        rt.CREDIT_LISTS: "load_credit_lists",
-        rt.COMMITMENTS: "load_commitments",
-        rt.REPAIRS: "load_repairs",
-        rt.AUTHORIZATIONS: "load_authorizations",
-    }
 
+    @serves(LICENCES)
     async def load_licences(self, usccs: Sequence[str]) -> list[list[Licence]]:
         rows = await self.fetch(_LICENCES, usccs)
         provenance = self.provenance()
@@ -273,6 +272,7 @@ class CreditOfficeConnector(SqlConnector):
             provenance=provenance,
         )
 
+    @serves(PENALTIES)
     async def load_penalties(self, codes: Sequence[str]) -> list[list[Penalty]]:
         """Penalties, without their repair: the gateway links repairs of
         any department's records (``repairs``) by decision number."""
@@ -282,6 +282,7 @@ class CreditOfficeConnector(SqlConnector):
             codes, rows, lambda row: row.xdr_dm, lambda row: self._penalty(row, provenance)
         )
 
+    @serves(CREDIT_LISTS)
     async def load_credit_lists(self, usccs: Sequence[str]) -> list[list[CreditListEntry]]:
         rows = await self.fetch(_CREDIT_LISTS, usccs)
         provenance = self.provenance()
@@ -299,6 +300,7 @@ class CreditOfficeConnector(SqlConnector):
             ),
         )
 
+    @serves(COMMITMENTS)
     async def load_commitments(self, usccs: Sequence[str]) -> list[list[CreditCommitment]]:
         rows = await self.fetch(_COMMITMENTS, usccs)
         provenance = self.provenance()
@@ -313,6 +315,7 @@ class CreditOfficeConnector(SqlConnector):
             ),
         )
 
+    @serves(REPAIRS)
     async def load_repairs(self, usccs: Sequence[str]) -> list[list[CreditRepair]]:
         rows = await self.fetch(_REPAIRS, usccs)
         provenance = self.provenance()
@@ -329,6 +332,7 @@ class CreditOfficeConnector(SqlConnector):
             ),
         )
 
+    @serves(AUTHORIZATIONS)
     async def load_authorizations(self, usccs: Sequence[str]) -> list[list[Authorization]]:
         """Every authorization an enterprise granted, newest first, including
         expired and revoked ones: ``Authorization.covers`` decides for a day.

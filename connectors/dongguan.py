@@ -12,7 +12,7 @@
 Answers are envelopes ``{"code": 0, "message": "ok", "data": ...}``: a
 non-zero ``code``, ``data`` of the wrong shape or a record that cannot be
 mapped is ``BadSourceData``. A 403 (Dongguan's own policy does not share for
-the purpose) is ``gateway.errors.PartnerRefused``. The client's concurrency
+the purpose) is ``core.errors.PartnerRefused``. The client's concurrency
 limit bounds the requests in flight.
 """
 
@@ -26,18 +26,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from connectors.partner import PartnerConnector, is_uscc
-from connectors import record_types as rt
-from connectors.base import SourceCall
+from connectors.base import SourceCall, serves
 from connectors.legacy import iso_date
-from gateway.errors import SourceError
-from resolvers.records import (
-    EntityStatus,
-    Penalty,
-    PenaltyType,
-    Provenance,
-    Registration,
-    Severity,
-)
+from core.errors import SourceError
+from core.records.base import Provenance
+from core.records.credit_office import PENALTIES, Penalty, PenaltyType, Severity
+from core.records.market import REGISTRATION, EntityStatus, Registration
 
 T = TypeVar("T")
 
@@ -58,10 +52,10 @@ class DongguanConnector(PartnerConnector):
     """Dongguan's registrations and administrative penalties."""
 
     kind = "dongguan"
-    record_types = {rt.REGISTRATION: "load_registrations", rt.PENALTIES: "load_penalties"}
 
     # -- registrations --------------------------------------------------------
 
+    @serves(REGISTRATION)
     async def load_registrations(
         self, usccs: Sequence[str], *, call: SourceCall,
     ) -> list[Registration | None]:
@@ -79,6 +73,7 @@ class DongguanConnector(PartnerConnector):
 
     # -- penalties --------------------------------------------------------------
 
+    @serves(PENALTIES)
     async def load_penalties(
         self, keys: Sequence[str], *, call: SourceCall,
     ) -> list[list[Penalty]]:

@@ -18,10 +18,16 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from connectors import record_types as rt
 from connectors.legacy import compact_date
+from connectors.base import serves
 from connectors.sql import SqlConnector, by_keys
-from resolvers.records import EnvironmentalCreditGrade, EnvironmentalPenalty, EnvironmentalRating
+from core.records.environment import (
+    ENVIRONMENTAL_PENALTIES,
+    ENVIRONMENTAL_RATINGS,
+    EnvironmentalCreditGrade,
+    EnvironmentalPenalty,
+    EnvironmentalRating,
+)
 
 metadata = sa.MetaData()
 
@@ -69,11 +75,8 @@ class EnvironmentConnector(SqlConnector):
     decision first), keyed by USCC."""
 
     kind = "environment"
-    record_types = {
-        rt.ENVIRONMENTAL_RATINGS: "load_environmental_ratings",
-        rt.ENVIRONMENTAL_PENALTIES: "load_environmental_penalties",
-    }
 
+    @serves(ENVIRONMENTAL_RATINGS)
     async def load_environmental_ratings(
         self, usccs: Sequence[str]
     ) -> list[list[EnvironmentalRating]]:
@@ -89,6 +92,7 @@ class EnvironmentConnector(SqlConnector):
             ),
         )
 
+    @serves(ENVIRONMENTAL_PENALTIES)
     async def load_environmental_penalties(
         self, usccs: Sequence[str]
     ) -> list[list[EnvironmentalPenalty]]:

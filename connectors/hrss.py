@@ -16,9 +16,9 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from connectors import record_types as rt
+from connectors.base import serves
 from connectors.sql import SqlConnector, by_keys
-from resolvers.records import SocialInsuranceMonth
+from core.records.hrss import SOCIAL_INSURANCE, SocialInsuranceMonth
 
 metadata = sa.MetaData()
 
@@ -56,8 +56,8 @@ class SocialInsuranceConnector(SqlConnector):
     """Monthly contributions, newest month first, keyed by USCC."""
 
     kind = "hrss"
-    record_types = {rt.SOCIAL_INSURANCE: "load_social_insurance"}
 
+    @serves(SOCIAL_INSURANCE)
     async def load_social_insurance(
         self, usccs: Sequence[str]
     ) -> list[list[SocialInsuranceMonth]]:

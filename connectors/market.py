@@ -21,14 +21,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors import record_types as rt
 from connectors.legacy import compact_date
+from connectors.base import serves
 from connectors.sql import SqlConnector, by_keys
-from resolvers.records import (
+from core.records.base import Provenance
+from core.records.market import (
+    ABNORMAL_OPERATIONS,
+    LEGAL_REPRESENTATIVE_OF,
+    REGISTRATION,
+    SERIOUS_VIOLATIONS,
     AbnormalOperationListing,
     AbnormalOperationReason,
     EntityStatus,
-    Provenance,
     Registration,
     SeriousViolationListing,
 )
@@ -114,12 +118,6 @@ class MarketRegulationConnector(SqlConnector):
     """Registrations and the two market-regulation lists, keyed by USCC."""
 
     kind = "market"
-    record_types = {
-        rt.REGISTRATION: "load_registrations",
-        rt.ABNORMAL_OPERATIONS: "load_abnormal_operations",
-        rt.SERIOUS_VIOLATIONS: "load_serious_violations",
-        rt.LEGAL_REPRESENTATIVE_OF: "load_registrations_by_representative",
-    }
 
     @staticmethod
     def _registration(row: Any, provenance: Provenance) -> Registration:
@@ -138,6 +136,7 @@ class MarketRegulationConnector(SqlConnector):
             provenance=provenance,
         )
 
+    @serves(REGISTRATION)
     async def load_registrations(self, usccs: Sequence[str]) -> list[Registration | None]:
         rows = await self.fetch(_REGISTRATIONS, usccs)
         provenance = self.provenance()
@@ -145,6 +144,7 @@ class MarketRegulationConnector(SqlConnector):
             usccs, rows, lambda row: row.tyshxydm, lambda row: self._registration(row, provenance)
         )
 
+    @serves(LEGAL_REPRESENTATIVE_OF)
     async def load_registrations_by_representative(
         self, id_numbers: Sequence[str]
     ) -> list[list[Registration]]:
@@ -176,6 +176,7 @@ class MarketRegulationConnector(SqlConnector):
         provenance = self.provenance()
         return self.mapped(rows, lambda row: self._registration(row, provenance))
 
+    @serves(ABNORMAL_OPERATIONS)
     async def load_abnormal_operations(
         self, usccs: Sequence[str]
     ) -> list[list[AbnormalOperationListing]]:
@@ -194,6 +195,7 @@ class MarketRegulationConnector(SqlConnector):
             ),
         )
 
+    @serves(SERIOUS_VIOLATIONS)
     async def load_serious_violations(
         self, usccs: Sequence[str]
     ) -> list[list[SeriousViolationListing]]:

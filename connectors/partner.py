@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, Connector, SourceCall
 from connectors.partner_http import PartnerClient
-from gateway.codes import InvalidCode, validate_resident_id, validate_uscc
-from gateway.settings import SourceSettings
+from core.codes import InvalidCode, validate_resident_id, validate_uscc
+from core.config import SourceSettings
 
 PURPOSE_HEADER = "X-Purpose-Of-Use"
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -31,7 +30,7 @@ def is_uscc(key: Any) -> bool:
 class PartnerConnector(Connector):
     """What every partner city's connector shares: a ``PartnerClient`` (its
     breaker is its readiness), batch methods that take the request's
-    ``SourceCall`` (``call=``), and the headers every call carries: purpose,
+    ``SourceCall`` (``call=``: who asks, why, what they selected), and the headers every call carries: purpose,
     request id, the asking organization and the hop marker."""
 
     is_partner: ClassVar[bool] = True
@@ -41,8 +40,8 @@ class PartnerConnector(Connector):
         super().__init__(settings)
         self.client = PartnerClient(settings, transport)
 
-    def batch_function(self, record_type: str, call: SourceCall) -> Callable[[Sequence[Any]], Any]:
-        return functools.partial(getattr(self, self.record_types[record_type]), call=call)
+    async def load(self, record_type: str, keys: Sequence[Any], call: SourceCall) -> list[Any]:
+        return await getattr(self, self._batch_methods[record_type])(keys, call=call)
 
     def is_home(self, key: Any) -> bool:
         """Whether the partner holds ``key``'s registration (its divisions)."""

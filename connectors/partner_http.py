@@ -20,7 +20,7 @@ applies, to every call:
   processed (connection refused, 429) are retried for any request;
 * answers read as JSON: streamed and cut off at ``max_response_bytes``.
 
-Every failure leaves as a ``gateway.errors.SourceError`` with a client-safe
+Every failure leaves as a ``core.errors.SourceError`` with a client-safe
 message (source id and department, HTTP status at most): no URL, token or
 upstream body. Details go to the ``gateway.sources`` logger, without query
 strings (they may hold the subjects' ID numbers) or credentials.
@@ -39,10 +39,10 @@ import httpx2
 import orjson
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Auth, OAuthError
 
-from gateway.errors import (
+from core.errors import (
     BadSourceData, CircuitOpen, PartnerRefused, SourceError, SourceTimeout, SourceUnavailable,
 )
-from gateway.settings import SourceSettings
+from core.config import SourceSettings
 
 log = logging.getLogger("gateway.sources")
 
@@ -55,7 +55,7 @@ class RequestRefused(SourceUnavailable):
     """The partner answered but refused this request with HTTP ``status`` (a 3xx,
     or a 4xx other than 401, 403 and 429). The partner is up, so this does not
     count against the breaker. A 403 is the partner's own policy refusing the
-    asking organization or purpose: ``gateway.errors.PartnerRefused``."""
+    asking organization or purpose: ``core.errors.PartnerRefused``."""
 
     def __init__(self, source: str, message: str, status: int) -> None:
         super().__init__(source, message)

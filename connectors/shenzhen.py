@@ -35,11 +35,15 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any
 
-from connectors import record_types as rt
+from strawberry.types import get_object_definition
+
 from connectors.base import SourceCall
 from connectors.partner import PartnerConnector, is_uscc
-from gateway.errors import PartnerRefused, SourceUnavailable
-from resolvers import records as r
+from core.errors import PartnerRefused, SourceUnavailable
+from core.records.base import Provenance, RecordType
+from core.records.court import DISHONEST_DEBTORS
+from core.records.credit_office import CREDIT_LISTS, LICENCES, PENALTIES
+from core.records.market import ABNORMAL_OPERATIONS, REGISTRATION, SERIOUS_VIOLATIONS
 
 log = logging.getLogger("gateway.sources")
 
@@ -103,79 +107,47 @@ class Shape:
 
     field: str  # the Entity field
     type_name: str  # its GraphQL record type
-    record: type  # the record dataclass of resolvers.records
+    record: type  # the record class (core.records)
     single: bool = False
     # GraphQL field name -> (attribute, converter, optional); provenance excluded
     attributes: Mapping[str, tuple[str, Callable[[Any], Any], bool]] = dataclasses.field(
         default_factory=dict)
 
     @classmethod
-    def of(cls, field: str, type_name: str, record: type, single: bool = False) -> Shape:
+    def of(cls, record_type: RecordType) -> Shape:
+        record = record_type.record
         hints = typing.get_type_hints(record)
         attributes = {
             camel(f.name): (f.name, *_converter(hints[f.name]))
             for f in dataclasses.fields(record) if f.name != "provenance"
         }
-        return cls(field, type_name, record, single, attributes)
+        return cls(record_type.field, get_object_definition(record, strict=True).name, record,
+                   not record_type.many, attributes)
 
 
-SHAPES: dict[str, Shape] = {
-    rt.REGISTRATION: Shape.of("registration", "Registration", r.Registration, single=True),
-    rt.PENALTIES: Shape.of("penalties", "Penalty", r.Penalty),
-    rt.LICENCES: Shape.of("licences", "Licence", r.Licence),
-    rt.ABNORMAL_OPERATIONS: Shape.of(
-        "abnormalOperations", "AbnormalOperationListing", r.AbnormalOperationListing),
-    rt.SERIOUS_VIOLATIONS: Shape.of(
-        "seriousViolations", "SeriousViolationListing", r.SeriousViolationListing),
-    rt.DISHONEST_DEBTORS: Shape.of(
-        "dishonestDebtorRecords", "DishonestDebtorRecord", r.DishonestDebtorRecord),
-    rt.CREDIT_LISTS: Shape.of("creditLists", "CreditListEntry", r.CreditListEntry),
-}
+#: What Shenzhen's gateway is asked for: the records it shares with other cities.
+SHARED = (REGISTRATION, PENALTIES, LICENCES, ABNORMAL_OPERATIONS, SERIOUS_VIOLATIONS,
+          DISHONEST_DEBTORS, CREDIT_LISTS)
+SHAPES: dict[str, Shape] = {record_type.name: Shape.of(record_type) for record_type in SHARED}
 
 
 class ShenzhenConnector(PartnerConnector):
-    """Shenzhen's public credit gateway (``connector = "shenzhen"``)."""
+    """Shenzhen's public credit gateway (``connector = "shenzhen"``): one
+    batch method for every record type it shares, asked through the
+    record type's ``Entity`` field."""
 
     kind = "shenzhen"
-    record_types = {
-        rt.REGISTRATION: "load_registrations",
-        rt.PENALTIES: "load_penalties",
-        rt.LICENCES: "load_licences",
-        rt.ABNORMAL_OPERATIONS: "load_abnormal_operations",
-        rt.SERIOUS_VIOLATIONS: "load_serious_violations",
-        rt.DISHONEST_DEBTORS: "load_dishonest_debtors",
-        rt.CREDIT_LISTS: "load_credit_lists",
-    }
+    record_types = {record_type.name: record_type for record_type in SHARED}
 
-    # -- the batch methods ------------------------------------------------------
-
-    async def load_registrations(self, keys: Sequence[str], *, call: SourceCall) -> list:
-        """Registrations of codes within ``settings.divisions``; ``None`` for others."""
-        mine = [k for k in keys if self.is_home(k)]
-        found = await self._fetch(rt.REGISTRATION, mine, call) if mine else {}
-        return [found.get(k) for k in keys]
-
-    async def load_penalties(self, keys: Sequence[str], *, call: SourceCall) -> list:
-        return await self._lists(rt.PENALTIES, keys, call)
-
-    async def load_licences(self, keys: Sequence[str], *, call: SourceCall) -> list:
-        return await self._lists(rt.LICENCES, keys, call)
-
-    async def load_abnormal_operations(self, keys: Sequence[str], *, call: SourceCall) -> list:
-        return await self._lists(rt.ABNORMAL_OPERATIONS, keys, call)
-
-    async def load_serious_violations(self, keys: Sequence[str], *, call: SourceCall) -> list:
-        return await self._lists(rt.SERIOUS_VIOLATIONS, keys, call)
-
-    async def load_dishonest_debtors(self, keys: Sequence[str], *, call: SourceCall) -> list:
-        return await self._lists(rt.DISHONEST_DEBTORS, keys, call)
-
-    async def load_credit_lists(self, keys: Sequence[str], *, call: SourceCall) -> list:
-        return await self._lists(rt.CREDIT_LISTS, keys, call)
-
-    async def _lists(self, record_type: str, keys: Sequence[str], call: SourceCall) -> list:
-        usccs = [k for k in keys if is_uscc(k)]
-        found = await self._fetch(record_type, usccs, call) if usccs else {}
+    async def load(self, record_type: str, keys: Sequence[str], call: SourceCall) -> list:
+        """Registrations of codes within ``settings.divisions`` (``None`` for
+        others); lists for any USCC (``[]`` for other keys)."""
+        if SHAPES[record_type].single:
+            asked = [k for k in keys if self.is_home(k)]
+            found = await self._fetch(record_type, asked, call) if asked else {}
+            return [found.get(k) for k in keys]
+        asked = [k for k in keys if is_uscc(k)]
+        found = await self._fetch(record_type, asked, call) if asked else {}
         return [found.get(k, []) for k in keys]
 
     # -- the request ------------------------------------------------------------
@@ -243,7 +215,7 @@ class ShenzhenConnector(PartnerConnector):
         return found
 
     @staticmethod
-    def _record(shape: Shape, fields: Sequence[str], provenance: r.Provenance, item: Any) -> Any:
+    def _record(shape: Shape, fields: Sequence[str], provenance: Provenance, item: Any) -> Any:
         """One record from its JSON object; fields not asked for are ``None``."""
         if not isinstance(item, dict):
             raise TypeError("a record is not an object")

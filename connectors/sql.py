@@ -14,9 +14,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from connectors.base import Connector, log
-from gateway.errors import SourceTimeout, SourceUnavailable
-from gateway.settings import SourceSettings
-from gateway.threads import WorkerThreads
+from core.errors import SourceTimeout, SourceUnavailable
+from core.config import SourceSettings
+from core.threads import WorkerThreads
 
 #: A batch's keys in a statement built once (``column.in_(KEYS)``), bound by
 #: ``fetch``: building and cache-keying a statement per call cost several

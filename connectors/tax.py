@@ -17,10 +17,10 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from connectors import record_types as rt
 from connectors.legacy import iso_date
+from connectors.base import serves
 from connectors.sql import SqlConnector, by_keys
-from resolvers.records import TaxArrear, TaxCreditGrade, TaxRating
+from core.records.tax import TAX_ARREARS, TAX_RATINGS, TaxArrear, TaxCreditGrade, TaxRating
 
 metadata = sa.MetaData()
 
@@ -66,11 +66,8 @@ class TaxConnector(SqlConnector):
     announcement first), keyed by USCC."""
 
     kind = "tax"
-    record_types = {
-        rt.TAX_RATINGS: "load_tax_ratings",
-        rt.TAX_ARREARS: "load_tax_arrears",
-    }
 
+    @serves(TAX_RATINGS)
     async def load_tax_ratings(self, usccs: Sequence[str]) -> list[list[TaxRating]]:
         rows = await self.fetch(_TAX_RATINGS, usccs)
         provenance = self.provenance()
@@ -85,6 +82,7 @@ class TaxConnector(SqlConnector):
             ),
         )
 
+    @serves(TAX_ARREARS)
     async def load_tax_arrears(self, usccs: Sequence[str]) -> list[list[TaxArrear]]:
         rows = await self.fetch(_TAX_ARREARS, usccs)
         provenance = self.provenance()

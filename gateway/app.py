@@ -28,9 +28,9 @@ from gateway.loaders import Loaders
 from gateway.recording import AuditRecorder
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
-from gateway.text import visible
+from core.text import visible
 from gateway.http import GraphQLEndpoint
-from resolvers.schema import build_policy, graphql_schema, schema, source_field_names
+from gateway.schema import build_policy, graphql_schema, schema, source_field_names
 
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
 

@@ -41,7 +41,7 @@ from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 from joserfc.util import json_b64decode
 
-from gateway.errors import ConfigurationError
+from core.errors import ConfigurationError
 from gateway.jwks import IssuerKeys
 from gateway.settings import AuthSettings
 

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from gateway.auth import AuthError, TokenVerifier
 from gateway.catalog import Catalog
 from gateway.clients import Client
-from gateway.text import visible
+from core.text import visible
 
 PURPOSE_HEADER = "X-Purpose-Of-Use"
 log = logging.getLogger("gateway.security")

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigurationError
+from core.errors import ConfigurationError
 from gateway.tables import strict_table
 
 DEFAULT_CATALOG = Path(__file__).with_name("policy.toml")

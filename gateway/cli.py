@@ -14,7 +14,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from gateway.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 DEFAULT_DATA_DIR = Path("demo-data")  # where `credit-gateway demo` writes its configuration
 COMMAND_PLUGINS = "credit_gateway.commands"
@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export_schema(args: argparse.Namespace) -> int:
-    from resolvers.schema import export_sdl
+    from gateway.schema import export_sdl
 
     sys.stdout.write(export_sdl())
     return 0
@@ -80,7 +80,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
 
 def _policy(args: argparse.Namespace):
     from gateway.catalog import load_catalog
-    from resolvers.schema import build_policy
+    from gateway.schema import build_policy
 
     path = args.catalog
     if path is None and args.config is not None and Path(args.config).exists():

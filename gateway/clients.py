@@ -25,8 +25,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from gateway.codes import InvalidCode, validate_uscc
-from gateway.errors import ConfigurationError
+from core.codes import InvalidCode, validate_uscc
+from core.errors import ConfigurationError
 from gateway.tables import strict_table
 
 

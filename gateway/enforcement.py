@@ -35,7 +35,7 @@ from graphql import ExecutionResult
 from strawberry.extensions import SchemaExtension
 
 from gateway.admission import CACHE_TEXT_BUDGET, CACHED_TEXT_LENGTH
-from gateway.errors import ForbiddenForPurpose
+from core.errors import ForbiddenForPurpose
 from gateway.policy import Decision
 
 Path = tuple[str, ...]

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.audit import AuditStore, AuditUnavailable
-from gateway.errors import SourceError
+from core.errors import SourceError
 from gateway.sources import SourceRegistry
 
 log = logging.getLogger("gateway.health")

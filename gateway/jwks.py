@@ -16,7 +16,7 @@ import httpx2
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from gateway.errors import ConfigurationError
+from core.errors import ConfigurationError
 from gateway.settings import AuthSettings
 
 logger = logging.getLogger("gateway.auth")

@@ -5,6 +5,7 @@ created on first use."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections import Counter
 from collections.abc import Sequence
@@ -13,9 +14,11 @@ from typing import Any
 
 from aiodataloader import DataLoader
 
-from connectors import record_types as rt
+from connectors import RECORD_TYPES
 from connectors.base import Connector, SourceCall
-from gateway.errors import SourceError
+from core.errors import SourceError
+from core.records.credit_office import REPAIRS
+from core.records.market import REGISTRATION
 from gateway.policy import Decision, PublicityWindow, RowFilter
 from gateway.sources import SourceRegistry
 
@@ -70,7 +73,7 @@ class Loaders:
         """``source``'s batch function for ``record_type``: its records
         prepared by their publicity window, then row-filtered."""
         self.sources_called.add(source.id)
-        batch = source.batch_function(record_type, self.call)
+        batch = functools.partial(source.load, record_type, call=self.call)
         window = self._decision.windows.get(record_type)
         if window is not None:
             batch = self._prepared(batch, window, window.repair_kinds and not source.is_partner)
@@ -87,7 +90,7 @@ class Loaders:
         async def prepared_batch(keys: Sequence[Any]) -> list[Any]:
             if link_repairs:
                 results, repairs = await asyncio.gather(batch(keys), asyncio.gather(
-                    *(self.load(rt.REPAIRS, key) for key in keys)))
+                    *(self.load(REPAIRS.name, key) for key in keys)))
             else:
                 results, repairs = await batch(keys), ()
             for index, records in enumerate(results):
@@ -211,7 +214,7 @@ class Loaders:
 
     def _sources(self, record_type: str, key: Any) -> list[Connector]:
         """The sources asked for ``key``'s ``record_type``, in merge order."""
-        if record_type in rt.SINGLE:
+        if not RECORD_TYPES[record_type].many:
             source = self._registry.home(record_type, key)
             if source is None or (source.is_partner and not self._with_partners):
                 return []
@@ -233,11 +236,11 @@ class Loaders:
                                    limit: int) -> list[Any]:
         """Registrations whose name contains ``text`` (the local source's
         ``search_by_name``), each kept as its code's registration answer."""
-        source = self._registry.local(rt.REGISTRATION)
+        source = self._registry.local(REGISTRATION.name)
         self.sources_called.add(source.id)
         found = await source.search_by_name(text, after, limit)
         for registration in found:
-            self.prime_local(rt.REGISTRATION, registration.uscc, registration)
+            self.prime_local(REGISTRATION.name, registration.uscc, registration)
         return found
 
     def prime_local(self, record_type: str, key: Any, value: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLSchema, get_named_type
 
 from gateway.catalog import Catalog, MaskRule, Purpose, RowRule
-from gateway.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 Keep = Callable[[Any, date], bool]
 
@@ -371,3 +371,7 @@ class Policy:
         check_catalog(catalog, fields, record_types, maskable)
         self.catalog = catalog
         self.decisions = {code: decide(catalog, code, record_types) for code in catalog.purposes}
+
+    def explain(self, decision: Decision) -> list[FieldAccess]:
+        """Every field of the catalog with what ``decision`` lets its purpose do."""
+        return explain(self.catalog, decision)

@@ -81,36 +81,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigurationError
+from core.config import SourceSettings
+from core.errors import ConfigurationError
 from gateway.tables import strict_table
 
 ENV_PREFIX = "CREDIT_GATEWAY_"
 ENV_CONFIG_PATH = "CREDIT_GATEWAY_CONFIG"
 DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "Ed25519")
 MIN_RETENTION_DAYS = 1096  # PIPL art. 56: processing records kept at least three years
-
-
-@dataclass(frozen=True, slots=True)
-class SourceSettings:
-    id: str
-    connector: str
-    url: str
-    department: str
-    city: str
-    timeout_seconds: float = 5.0
-    simulated_latency_ms: float = 0.0
-    pool_size: int = 16  # SQL sources: connections kept open (no throwaway overflow connections)
-    # Partner endpoints (HTTP connectors) only:
-    divisions: tuple[str, ...] = ()  # division-code prefixes whose registrations this source holds
-    token_url: str = ""  # OAuth 2.0 client-credentials token endpoint
-    client_id: str = ""
-    client_secret: str = ""
-    retries: int = 2  # extra attempts for a failed read, with exponential backoff and jitter
-    backoff_seconds: float = 0.05
-    breaker_failures: int = 5  # consecutive failures that open the circuit ...
-    breaker_reset_seconds: float = 30.0  # ... for this long
-    max_concurrency: int = 8  # requests in flight to the partner at once
-    max_response_bytes: int = 5_000_000
 
 
 @dataclass(frozen=True, slots=True)

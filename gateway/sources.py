@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from connectors import CONNECTORS
-from connectors import record_types as rt
+from connectors import CONNECTORS, RECORD_TYPES
 from connectors.base import Connector
-from gateway.errors import ConfigurationError
+from core.errors import ConfigurationError
 from gateway.settings import Settings
 
 
@@ -28,13 +27,13 @@ class SourceRegistry:
         for connector in self.connectors.values():
             for record_type in connector.record_types:
                 self.by_record_type.setdefault(record_type, []).append(connector)
-        missing = rt.ALL - set(self.by_record_type)
+        missing = set(RECORD_TYPES) - set(self.by_record_type)
         if missing:
             raise ConfigurationError(
                 f"no configured source serves record type(s) {sorted(missing)}"
             )
         self._homes: dict[str, tuple[list[tuple[str, Connector]], Connector | None]] = {}
-        for record_type in rt.SINGLE:
+        for record_type in (name for name, declared in RECORD_TYPES.items() if not declared.many):
             sources = self.by_record_type[record_type]
             local = [c for c in sources if not c.divisions]
             if len(local) > 1:

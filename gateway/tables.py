@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import ConfigurationError
+from core.errors import ConfigurationError
 
 
 def strict_table(where: str, table: Any, required: set[str], optional: set[str]) -> dict[str, Any]:

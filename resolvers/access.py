@@ -7,7 +7,6 @@ from typing import Optional
 
 import strawberry
 
-from gateway.policy import explain
 from resolvers.info import Info
 
 
@@ -76,7 +75,7 @@ def my_access(info: Info) -> Access:
                         disclosure_class=row.disclosure_class,
                         access=FieldAccessKind(row.access), masked=row.masked,
                         authorization_category=row.authorization_category)
-            for row in explain(policy.catalog, decision)
+            for row in policy.explain(decision)
         ],
         row_rules=[
             RowRuleAccess(record_type=record_type, rules=list(row_filter.rules))

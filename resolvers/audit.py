@@ -8,9 +8,9 @@ from typing import Any, Optional
 
 import strawberry
 
-from gateway.codes import InvalidCode, validate_resident_id, validate_uscc
-from gateway.errors import InvalidInput
-from gateway.text import first_invisible
+from core.codes import InvalidCode, validate_resident_id, validate_uscc
+from core.errors import InvalidInput
+from core.text import first_invisible
 from resolvers.access import PurposeInfo
 from resolvers.info import Info
 

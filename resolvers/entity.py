@@ -11,23 +11,25 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import strawberry
-from strawberry.types import get_object_definition
 
-from connectors import record_types as rt
-from gateway.errors import ForbiddenForPurpose
-from resolvers import records as r
+from connectors import RECORD_TYPES
+from core.errors import ForbiddenForPurpose
+from core.masking import masked_identifier
+from core.records.base import Key, RecordType
+from core.records.credit_office import AUTHORIZATIONS
+from core.records.market import LEGAL_REPRESENTATIVE_OF, REGISTRATION
+from core.scalars import USCC, ResidentId
 from resolvers.audit import AccessHistoryPage, access_history
-from resolvers.masking import masked_identifier
-from resolvers.scalars import USCC, ResidentId
 from resolvers.info import Info
 
 
 RECORD_TYPE = "record_type"  # metadata key of source-backed fields
 
 
-def from_source(owner: str, record_type: str, returns: Any, key: str, description: str) -> Any:
-    """A field of type ``owner`` resolved by the DataLoader of ``record_type``
-    with the subject's ``key``.
+def from_source(owner: str, declared: RecordType, key: str) -> Any:
+    """The field of type ``owner`` (``Entity``, ``Person``) serving the
+    record type ``declared``, resolved by its loader with the subject's
+    ``key`` attribute.
 
     The resolver is synchronous: it returns the value when it was prefetched,
     else the loader's future, which graphql-core awaits, so siblings backed by
@@ -35,7 +37,10 @@ def from_source(owner: str, record_type: str, returns: Any, key: str, descriptio
     Only where the purpose needs the subject's authorization for this field
     does it await the authorization first.
     """
+    record_type = declared.name
     gate = (owner, record_type)
+    returns = list[declared.record] if declared.many else declared.record
+    description = declared.fields[Key.USCC if owner == "Entity" else Key.RESIDENT_ID]
 
     def resolve(root: Any, info: Info) -> Any:
         context = info.context
@@ -48,9 +53,8 @@ def from_source(owner: str, record_type: str, returns: Any, key: str, descriptio
         )
 
     resolve.__annotations__ = {"root": Any, "info": Info, "return": Optional[returns]}
-    return strawberry.field(
-        resolver=resolve, description=description, metadata={RECORD_TYPE: record_type}
-    )
+    return strawberry.field(resolver=resolve, name=declared.field, description=description,
+                            metadata={RECORD_TYPE: record_type})
 
 
 async def load_if_authorized(
@@ -60,7 +64,7 @@ async def load_if_authorized(
     organization to see ``category`` for the declared purpose, today; else
     the field ``coordinate`` is denied."""
     grantee = context.client.organization_code
-    authorizations = await context.loaders.load(rt.AUTHORIZATIONS, uscc)
+    authorizations = await context.loaders.load(AUTHORIZATIONS.name, uscc)
     for authorization in authorizations:
         if grantee and authorization.covers(grantee, context.purpose, category, context.today):
             context.authorizations_used.add(authorization.number)
@@ -90,61 +94,22 @@ async def prefetch(info: Info, usccs: list[str]) -> None:
     await context.loaders.prefetch(record_types, usccs)
 
 
-def _entity_field(record_type: str, returns: Any, description: str) -> Any:
-    return from_source("Entity", record_type, returns, "uscc", description)
+def _subject_type(name: str, key: Key, key_attribute: str, key_field: Any,
+                  description: str, namespace: dict[str, Any]) -> type:
+    """The strawberry type of a subject: its key, a field for each record type
+    declared on that kind of key (``RecordType.fields``, in the order of
+    ``connectors.RECORD_TYPES``), then the hand-written fields of ``namespace``."""
+    fields: dict[str, Any] = {"__module__": __name__, "__annotations__": {key_attribute: key_field}}
+    if key is Key.RESIDENT_ID:
+        fields[key_attribute] = masked_identifier("Resident identity number.")
+    for record_type in RECORD_TYPES.values():
+        if key in record_type.fields:
+            fields[record_type.name] = from_source(name, record_type, key_attribute)
+    fields.update(namespace)
+    return strawberry.type(type(name, (), fields), description=description)
 
 
-def _person_field(record_type: str, returns: Any, description: str) -> Any:
-    return from_source("Person", record_type, returns, "id_number", description)
-
-
-@strawberry.type(description="An organization's credit record across all sources, keyed by its USCC.")
-class Entity:
-    uscc: USCC
-
-    registration = _entity_field(
-        rt.REGISTRATION, r.Registration, "Registration (market regulation); null if none is on record."
-    )
-    abnormal_operations = _entity_field(
-        rt.ABNORMAL_OPERATIONS, list[r.AbnormalOperationListing], "Abnormal operations list entries."
-    )
-    serious_violations = _entity_field(
-        rt.SERIOUS_VIOLATIONS, list[r.SeriousViolationListing], "Serious violation list entries."
-    )
-    licences = _entity_field(
-        rt.LICENCES, list[r.Licence], "Administrative licences (double publicity)."
-    )
-    penalties = _entity_field(
-        rt.PENALTIES, list[r.Penalty], "Administrative penalties (double publicity), newest first."
-    )
-    tax_ratings = _entity_field(
-        rt.TAX_RATINGS, list[r.TaxRating], "Tax credit ratings, newest year first."
-    )
-    tax_arrears = _entity_field(
-        rt.TAX_ARREARS, list[r.TaxArrear], "Announced tax arrears."
-    )
-    dishonest_debtor_records = _entity_field(
-        rt.DISHONEST_DEBTORS, list[r.DishonestDebtorRecord], "Dishonest judgment debtor records."
-    )
-    social_insurance = _entity_field(
-        rt.SOCIAL_INSURANCE, list[r.SocialInsuranceMonth], "Monthly social-insurance contributions, newest first."
-    )
-    environmental_ratings = _entity_field(
-        rt.ENVIRONMENTAL_RATINGS, list[r.EnvironmentalRating], "Environmental credit ratings, newest first."
-    )
-    environmental_penalties = _entity_field(
-        rt.ENVIRONMENTAL_PENALTIES, list[r.EnvironmentalPenalty], "Environmental penalties, newest first."
-    )
-    credit_lists = _entity_field(
-        rt.CREDIT_LISTS, list[r.CreditListEntry], "Red and black list entries."
-    )
-    commitments = _entity_field(
-        rt.COMMITMENTS, list[r.CreditCommitment], "Credit commitments."
-    )
-    repairs = _entity_field(
-        rt.REPAIRS, list[r.CreditRepair], "Credit repairs."
-    )
-
+class _EntityFields:
     @strawberry.field(description="Who read this organization's credit data: organization, "
                       "time, purpose and categories of data, newest first.")
     async def access_history(
@@ -153,42 +118,34 @@ class Entity:
         return await access_history(self.uscc, info, first, after)
 
 
-def _graphql_record_types(cls: type) -> dict[str, str]:
-    """GraphQL field name -> record type, for the source-backed fields of ``cls``."""
-    return {
-        field.graphql_name or _camel(field.python_name): field.metadata[RECORD_TYPE]
-        for field in get_object_definition(cls, strict=True).fields
-        if RECORD_TYPE in (field.metadata or {})
-    }
+Entity = _subject_type(
+    "Entity", Key.USCC, "uscc", USCC,
+    "An organization's credit record across all sources, keyed by its USCC.",
+    {"access_history": _EntityFields.access_history},
+)
 
 
-def _camel(name: str) -> str:
-    """``tax_ratings`` -> ``taxRatings``, as the schema names fields."""
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+#: GraphQL field name -> record type, for the source-backed fields of ``Entity``.
+_ENTITY_RECORD_TYPES = {declared.field: declared.name for declared in RECORD_TYPES.values()
+                        if Key.USCC in declared.fields}
 
 
-_ENTITY_RECORD_TYPES = _graphql_record_types(Entity)
-
-
-@strawberry.type(description="A natural person's credit record, keyed by resident identity number.")
-class Person:
-    id_number: ResidentId = masked_identifier("Resident identity number.")
-
-    dishonest_debtor_records = _person_field(
-        rt.DISHONEST_DEBTORS, list[r.DishonestDebtorRecord], "Dishonest judgment debtor records."
-    )
-    penalties = _person_field(
-        rt.PENALTIES, list[r.Penalty], "Administrative penalties against the person, newest first."
-    )
-
+class _PersonFields:
     @strawberry.field(
         description="Organizations whose registered legal representative this person is.",
-        metadata={RECORD_TYPE: rt.LEGAL_REPRESENTATIVE_OF},
+        metadata={RECORD_TYPE: LEGAL_REPRESENTATIVE_OF.name},
     )
     async def legal_representative_of(self, info: Info) -> Optional[list[Entity]]:
-        registrations = await info.context.loaders.load(rt.LEGAL_REPRESENTATIVE_OF, self.id_number)
+        loaders = info.context.loaders
+        registrations = await loaders.load(LEGAL_REPRESENTATIVE_OF.name, self.id_number)
         for registration in registrations:
-            info.context.loaders.prime_local(rt.REGISTRATION, registration.uscc, registration)
+            loaders.prime_local(REGISTRATION.name, registration.uscc, registration)
         info.context.subjects.update(registration.uscc for registration in registrations)
         return [Entity(uscc=registration.uscc) for registration in registrations]
+
+
+Person = _subject_type(
+    "Person", Key.RESIDENT_ID, "id_number", ResidentId,
+    "A natural person's credit record, keyed by resident identity number.",
+    {"legal_representative_of": _PersonFields.legal_representative_of},
+)

@@ -6,13 +6,13 @@ from typing import Optional
 
 import strawberry
 
-from gateway.codes import InvalidCode, validate_uscc
-from gateway.errors import ForbiddenForPurpose, InvalidInput
-from gateway.text import first_invisible
+from core.codes import InvalidCode, validate_uscc
+from core.errors import ForbiddenForPurpose, InvalidInput
+from core.text import first_invisible
 from resolvers.access import my_access
 from resolvers.audit import audit_trail
 from resolvers.entity import Entity, Person, prefetch
-from resolvers.scalars import USCC, ResidentId
+from core.scalars import USCC, ResidentId
 from resolvers.info import Info
 
 MIN_SEARCH_TEXT = 2

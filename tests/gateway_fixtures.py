@@ -45,6 +45,17 @@ def demo_token(settings: Settings, client_id: str, **claims: Any) -> str:
                        audience=settings.auth.audience, **claims)
 
 
+def replace_batch(monkeypatch: Any, connector: Any, record_type: str, batch: Any) -> None:
+    """Make ``connector`` answer ``record_type`` with ``batch(keys)`` (the
+    rest as before), for this test."""
+    original = connector.load
+
+    async def load(name: str, keys: Any, call: Any) -> Any:
+        return await (batch(keys) if name == record_type else original(name, keys, call))
+
+    monkeypatch.setattr(connector, "load", load)
+
+
 class Gateway:
     """A test client over ``settings`` and the registry behind it (to observe sources)."""
 

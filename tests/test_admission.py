@@ -10,7 +10,7 @@ import pytest
 from graphql import get_introspection_query
 
 from gateway.admission import Admission, Refused
-from resolvers.schema import graphql_schema, source_field_names
+from gateway.schema import graphql_schema, source_field_names
 from tests.gateway_fixtures import Gateway, StatementCounter
 
 A = "91441300195971850Y"

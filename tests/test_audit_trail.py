@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from gateway.audit import AuditEntry, AuditStore
 from gateway.cli import main
-from tests.gateway_fixtures import Gateway, with_source
+from tests.gateway_fixtures import Gateway, replace_batch, with_source
 
 PUBLIC = ("xinyong-huizhou", "PUBLIC_DISCLOSURE")
 SUPERVISOR = ("hz-market-app", "SUPERVISION")
@@ -272,10 +272,10 @@ def test_a_failing_source_releases_nothing_of_its_fields(settings, population, m
         (tax,) = gateway.registry.serving("tax_ratings")
 
         async def down(keys):
-            from gateway.errors import SourceUnavailable
+            from core.errors import SourceUnavailable
             raise SourceUnavailable(tax.id, "tax database down")
 
-        monkeypatch.setattr(tax, tax.record_types["tax_ratings"], down)
+        replace_batch(monkeypatch, tax, "tax_ratings", down)
         _, response = ask(gateway, query, SUPERVISOR, u=firm.uscc, l=[in_arrears.uscc])
     body = response.json()
     assert body["data"]["entity"]["taxRatings"] is None

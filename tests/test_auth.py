@@ -19,7 +19,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from demo.issuer import DEMO_AUDIENCE, DEMO_ISSUER, ensure_signing_key, issue_token
 from gateway.auth import AuthError, TokenVerifier
-from gateway.errors import ConfigurationError
+from core.errors import ConfigurationError
 from gateway.settings import AuthSettings
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ import pytest
 import strawberry
 from strawberry.schema.config import StrawberryConfig
 
-from gateway.codes import (
+from core.codes import (
     InvalidCode,
     complete_uscc,
     compose_uscc,
@@ -20,7 +20,7 @@ from gateway.codes import (
     validate_resident_id,
     validate_uscc,
 )
-from resolvers.scalars import SCALAR_MAP, USCC, parse_uscc
+from core.scalars import SCALAR_MAP, USCC, parse_uscc
 
 PUBLISHED_VALID_USCCS = [
     "91110000600037341L",

@@ -28,7 +28,7 @@ from demo.population import (
     build_population,
     with_visitors,
 )
-from gateway.codes import organization_code_problem, validate_resident_id, validate_uscc
+from core.codes import organization_code_problem, validate_resident_id, validate_uscc
 from gateway.settings import load_settings
 from tests.connectors.http_server import LiveServer
 from tests.gateway_fixtures import Gateway

@@ -6,12 +6,13 @@ import dataclasses
 
 import pytest
 
-from gateway.errors import SourceUnavailable
+from core.errors import SourceUnavailable
 
 from tests.gateway_fixtures import (
     SOURCE_IDS,
     Gateway,
     FetchTimeline,
+    replace_batch,
     StatementCounter,
     with_all_sources,
     with_source,
@@ -149,7 +150,7 @@ def test_only_the_record_types_selected_are_read(demo_settings, population):
 
 def test_every_source_backed_entity_field_can_be_prefetched():
     from resolvers.entity import _ENTITY_RECORD_TYPES
-    from resolvers.schema import source_record_types
+    from gateway.schema import source_record_types
 
     entity_fields = {c: r for c, r in source_record_types().items() if c.startswith("Entity.")}
     assert {f"Entity.{name}": r for name, r in _ENTITY_RECORD_TYPES.items()} == entity_fields
@@ -188,7 +189,7 @@ def test_a_failing_source_is_asked_once_per_request(demo_settings, population, m
         calls.append(list(keys))
         raise SourceUnavailable(connector.id, f"source {connector.id} is unavailable")
 
-    monkeypatch.setattr(connector, connector.record_types["commitments"], failing)
+    replace_batch(monkeypatch, connector, "commitments", failing)
     usccs = [e.uscc for e in population.enterprises[:3]]
     with gateway:
         body = gateway.query("""query($u: [USCC!]!) { entities(usccs: $u) {
@@ -277,7 +278,7 @@ def test_unexpected_errors_are_masked(demo_settings, population, monkeypatch):
     async def broken(keys):
         raise RuntimeError("password=hunter2 host=10.0.0.1")
 
-    monkeypatch.setattr(connector, connector.record_types["commitments"], broken)
+    replace_batch(monkeypatch, connector, "commitments", broken)
     with gateway:
         body = gateway.query(FULL_RECORD, uscc=population.showcase["clean"].uscc)
     (error,) = body["errors"]
@@ -295,7 +296,7 @@ def test_a_batch_answering_the_wrong_number_of_keys_fails_its_fields_only(
     async def short(keys):
         return []  # the DataLoader contract: one value per key
 
-    monkeypatch.setattr(connector, connector.record_types["commitments"], short)
+    replace_batch(monkeypatch, connector, "commitments", short)
     usccs = [e.uscc for e in population.enterprises[:2]]
     with gateway:
         body = gateway.query("""query($u: [USCC!]!) { entities(usccs: $u) {

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import AuditUnavailable
-from gateway.errors import CircuitOpen, SourceUnavailable
+from core.errors import CircuitOpen, SourceUnavailable
 from gateway.health import readiness_report
 from tests.gateway_fixtures import SOURCE_IDS, Gateway, with_source
 
@@ -183,7 +183,7 @@ async def test_a_failing_partner_leaves_the_gateway_ready_but_degraded(demo_sett
         is_partner = True
 
         async def check(self) -> None:
-            from gateway.errors import CircuitOpen
+            from core.errors import CircuitOpen
             raise CircuitOpen("sz-gateway", "calls are suspended")
 
     class Store:

@@ -7,7 +7,7 @@ import pytest
 from graphql import (build_client_schema, build_schema, get_introspection_query,
                      lexicographic_sort_schema, print_schema)
 
-from resolvers.schema import export_sdl
+from gateway.schema import export_sdl
 from tests.gateway_fixtures import Gateway
 
 AS = [("hz-market-app", "SUPERVISION"), ("xinyong-huizhou", "PUBLIC_DISCLOSURE"),

@@ -11,14 +11,13 @@ from types import SimpleNamespace
 import pytest
 
 from gateway.catalog import DEFAULT_CATALOG, load_catalog, parse_catalog
-from gateway.errors import ConfigurationError
+from core.errors import ConfigurationError
 from gateway.policy import explain
 from gateway.policy import add_months
-from resolvers.records import (
-    CreditListKind, EnvironmentalCreditGrade, FulfilmentStatus, RepairStatus, Severity,
-    TaxCreditGrade,
-)
-from resolvers.schema import build_policy
+from core.records.credit_office import CreditListKind, FulfilmentStatus, RepairStatus, Severity
+from core.records.environment import EnvironmentalCreditGrade
+from core.records.tax import TaxCreditGrade
+from gateway.schema import build_policy
 
 PURPOSES = ["PUBLIC_DISCLOSURE", "LICENSING_REVIEW", "JOINT_PUNISHMENT", "INCENTIVE_REVIEW",
             "FINANCING", "PROCUREMENT_REVIEW", "SUPERVISION", "CREDIT_REPAIR_REVIEW",

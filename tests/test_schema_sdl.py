@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from gateway.cli import main
-from resolvers.schema import export_sdl
+from gateway.schema import export_sdl
 
 SDL_PATH = Path(__file__).resolve().parent.parent / "schema.graphql"
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigurationError
+from core.errors import ConfigurationError
 from gateway.settings import load_settings
 
 VALID = """

@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
-from connectors import record_types as rt
+from connectors import RECORD_TYPES
 from connectors.base import Connector
-from gateway.errors import ConfigurationError
-from gateway.settings import SourceSettings
+from core.errors import ConfigurationError
+from core.config import SourceSettings
 from gateway.sources import SourceRegistry
 
 
@@ -22,38 +22,38 @@ class Serving(Connector):
     def __init__(self, source_id: str, record_types, divisions=()) -> None:
         super().__init__(SourceSettings(id=source_id, connector="test", url="", department="测试",
                                         city="测试", divisions=tuple(divisions)))
-        self.record_types = dict.fromkeys(record_types, "load")
+        self.record_types = {name: RECORD_TYPES[name] for name in record_types}
 
 
 def everything_but(*left_out: str) -> Serving:
-    return Serving("local", rt.ALL - set(left_out))
+    return Serving("local", set(RECORD_TYPES) - set(left_out))
 
 
 def test_each_record_type_has_a_source_and_registrations_a_home():
     local = everything_but()
-    partner = Serving("partner", [rt.REGISTRATION, rt.PENALTIES], divisions=["4403"])
+    partner = Serving("partner", ["registration", "penalties"], divisions=["4403"])
     registry = SourceRegistry({"local": local, "partner": partner})
-    assert registry.home(rt.REGISTRATION, "91440300568520498A") is partner
-    assert registry.home(rt.REGISTRATION, "91441300195971850Y") is local
-    assert registry.serving(rt.PENALTIES) == [local, partner]
-    assert registry.local(rt.REGISTRATION) is local
+    assert registry.home("registration", "91440300568520498A") is partner
+    assert registry.home("registration", "91441300195971850Y") is local
+    assert registry.serving("penalties") == [local, partner]
+    assert registry.local("registration") is local
 
 
 def test_a_record_type_nobody_serves_stops_start_up():
     with pytest.raises(ConfigurationError, match=r"no configured source serves record type\(s\) "
                                                  r"\['tax_ratings'\]"):
-        SourceRegistry({"local": everything_but(rt.TAX_RATINGS)})
+        SourceRegistry({"local": everything_but("tax_ratings")})
 
 
 def test_two_local_sources_of_registrations_stop_start_up():
-    second = Serving("second", [rt.REGISTRATION])
+    second = Serving("second", ["registration"])
     with pytest.raises(ConfigurationError, match="served locally by both 'local' and 'second'"):
         SourceRegistry({"local": everything_but(), "second": second})
 
 
 def test_overlapping_divisions_stop_start_up():
-    a = Serving("a", [rt.REGISTRATION], divisions=["4403"])
-    b = Serving("b", [rt.REGISTRATION], divisions=["440305"])
+    a = Serving("a", ["registration"], divisions=["4403"])
+    b = Serving("b", ["registration"], divisions=["440305"])
     with pytest.raises(ConfigurationError, match="divisions '4403' of 'a' and '440305' of 'b' overlap"):
         SourceRegistry({"local": everything_but(), "a": a, "b": b})
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from graphql import GraphQLObjectType, GraphQLSchema
 
 from gateway.strawberry_internals import graphql_core_schema
-from resolvers.schema import schema
+from gateway.schema import schema
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = ("gateway", "resolvers", "connectors", "demo", "bench")

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from gateway.threads import WorkerThreads
+from core.threads import WorkerThreads
 
 pytestmark = pytest.mark.anyio
 
@@ -79,7 +79,7 @@ async def test_calls_waiting_outnumbering_idle_threads_start_another():
     first, must not both wait for that thread: here they wait for each other."""
     import queue as _queue
 
-    from gateway.threads import WorkerThreads
+    from core.threads import WorkerThreads
 
     class Gated:
         """The call queue, whose takers wait until ``open`` is set."""

@@ -52,7 +52,7 @@ from gateway.audit.query import records_query
 from gateway.audit.rows import row_record
 from gateway.audit.verify import VerifyReport, verify_trail
 from gateway.audit.writer import GroupCommitWriter
-from gateway.threads import WorkerThreads
+from core.threads import WorkerThreads
 
 log = logging.getLogger("gateway.audit")
 T = TypeVar("T")

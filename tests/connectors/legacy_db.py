@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from connectors.sql import SqlConnector
-from gateway.errors import BadSourceData
-from gateway.settings import SourceSettings
+from core.errors import BadSourceData
+from core.config import SourceSettings
 
 
 async def connector_over(

@@ -24,8 +24,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from connectors.partner_http import PartnerClient
-from gateway.errors import SourceError
-from gateway.settings import SourceSettings
+from core.errors import SourceError
+from core.config import SourceSettings
 from tests.connectors.http_server import LiveServer
 
 CLIENT_ID, CLIENT_SECRET = "huizhou-gateway", "s3cret-Value-42"

@@ -10,7 +10,7 @@ import demo.court
 from connectors.court import CourtConnector, dishonest_debtors, metadata
 from connectors.legacy import to_epoch
 from demo.population import build_population
-from resolvers.records import PerformanceStatus, SubjectKind
+from core.records.court import PerformanceStatus, SubjectKind
 from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio

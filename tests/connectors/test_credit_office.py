@@ -22,8 +22,8 @@ from connectors.credit_office import (
 )
 from demo.credit_office import BANKS
 from demo.population import build_population
-from gateway.codes import validate_uscc
-from resolvers.records import (
+from core.codes import validate_uscc
+from core.records.credit_office import (
     CreditListKind,
     FulfilmentStatus,
     LicenceCategory,

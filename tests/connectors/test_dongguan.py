@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -14,15 +15,15 @@ import httpx2
 import pytest
 from starlette.applications import Starlette
 
-from connectors import record_types as rt
 from connectors.base import SourceCall
 from connectors.dongguan import DongguanConnector
 from connectors.partner import is_uscc
 from demo.dongguan import create_dongguan_app
 from demo.population import build_population
-from gateway.errors import BadSourceData, PartnerRefused
-from gateway.settings import SourceSettings
-from resolvers.records import EntityStatus, PenaltyType, Registration, Severity
+from core.errors import BadSourceData, PartnerRefused
+from core.config import SourceSettings
+from core.records.credit_office import PENALTIES, PenaltyType, Severity
+from core.records.market import REGISTRATION, EntityStatus, Registration
 from tests.connectors.http_server import LiveServer
 
 pytestmark = pytest.mark.anyio
@@ -73,11 +74,11 @@ async def connector(server: LiveServer, **overrides) -> AsyncIterator[DongguanCo
 
 
 def registrations(source: DongguanConnector, call: SourceCall = CALL):
-    return source.batch_function(rt.REGISTRATION, call)
+    return functools.partial(source.load, REGISTRATION.name, call=call)
 
 
 def penalties(source: DongguanConnector, call: SourceCall = CALL):
-    return source.batch_function(rt.PENALTIES, call)
+    return functools.partial(source.load, PENALTIES.name, call=call)
 
 
 def held(app: Starlette) -> dict:
@@ -227,13 +228,13 @@ async def test_headers_forwarded(app: Starlette, server: LiveServer) -> None:
         assert request["request_id"] == "req-1"
 
 
-@pytest.mark.parametrize("record_type", [rt.REGISTRATION, rt.PENALTIES])
+@pytest.mark.parametrize("record_type", [REGISTRATION.name, PENALTIES.name])
 async def test_purpose_not_shared(app: Starlette, server: LiveServer, record_type: str) -> None:
     code = next(iter(held(app)))
     call = SourceCall(request_id="req-2", client_id="bank", organization="某银行", purpose="FINANCING")
     async with connector(server) as source:
         with pytest.raises(PartnerRefused) as refused:
-            await source.batch_function(record_type, call)([code])
+            await source.load(record_type, [code], call)
         # a refusal is no failure of the partner: the breaker stays closed
         assert source.client.breaker.state == "closed"
     assert refused.value.extensions["code"] == "PARTNER_REFUSED"

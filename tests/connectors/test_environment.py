@@ -10,8 +10,8 @@ import pytest
 import demo.environment
 from connectors.environment import EnvironmentConnector, metadata, penalties, ratings
 from demo.population import build_population
-from gateway.codes import complete_uscc
-from resolvers.records import EnvironmentalCreditGrade as Grade
+from core.codes import complete_uscc
+from core.records.environment import EnvironmentalCreditGrade as Grade
 from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio

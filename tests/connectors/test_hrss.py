@@ -10,7 +10,7 @@ import pytest
 import demo.hrss
 from connectors.hrss import SocialInsuranceConnector, contributions, metadata
 from demo.population import build_population
-from gateway.codes import complete_uscc
+from core.codes import complete_uscc
 from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio

@@ -14,8 +14,8 @@ from connectors.market import (
     registrations,
     serious_violations,
 )
-from gateway.codes import compose_uscc
-from resolvers.records import AbnormalOperationReason, EntityStatus
+from core.codes import compose_uscc
+from core.records.market import AbnormalOperationReason, EntityStatus
 from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio

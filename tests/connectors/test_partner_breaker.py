@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.errors import SourceTimeout
+from core.errors import SourceTimeout
 from tests.connectors.partner_server import (  # noqa: F401 (fixtures)
     FakeClock, client_for, partner, server,
 )

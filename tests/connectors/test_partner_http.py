@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from gateway.errors import BadSourceData, SourceUnavailable
+from core.errors import BadSourceData, SourceUnavailable
 from tests.connectors.partner_server import (  # noqa: F401 (fixtures)
     FakeClock, assert_client_safe, client_for, partner, server,
 )

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from connectors.partner_http import RequestRefused
-from gateway.errors import (
+from core.errors import (
     BadSourceData, CircuitOpen, PartnerRefused, SourceTimeout, SourceUnavailable,
 )
 from tests.connectors.partner_server import (  # noqa: F401 (fixtures)

@@ -28,7 +28,6 @@ from joserfc.jwk import KeySet
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from connectors import record_types as rt
 from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, SourceCall
 from connectors.credit_office import CreditOfficeConnector
 from connectors.shenzhen import ShenzhenConnector
@@ -40,12 +39,13 @@ from gateway.app import create_app
 from gateway.audit import AuditStore
 from gateway.catalog import DEFAULT_CATALOG, load_catalog
 from gateway.clock import china_today
-from gateway.codes import complete_uscc
-from gateway.errors import BadSourceData, PartnerRefused, SourceUnavailable
+from core.codes import complete_uscc
+from core.errors import BadSourceData, PartnerRefused, SourceUnavailable
 from gateway.policy import decide
-from gateway.settings import Settings, SourceSettings, load_settings
-from resolvers.schema import build_policy
-from resolvers.records import Penalty, Severity
+from core.config import SourceSettings
+from gateway.settings import Settings, load_settings
+from gateway.schema import build_policy
+from core.records.credit_office import PENALTIES, Penalty, Severity
 from tests.connectors.http_server import LiveServer
 
 pytestmark = pytest.mark.anyio
@@ -224,7 +224,7 @@ async def test_registrations_of_shenzhen_codes_come_in_one_request(shenzhen):
     connector = shenzhen.connector()
     before = len(shenzhen.recorder.graphql())
     try:
-        *found, huizhou, absent, person = await connector.load_registrations(
+        *found, huizhou, absent, person = await connector.load("registration", 
             keys, call=call(selected=frozenset({"Registration.name", "Registration.status",
                                                 "Registration.provenance", "Provenance.city"})))
     finally:
@@ -247,26 +247,26 @@ async def test_codes_outside_shenzhen_and_person_ids_cost_no_request(shenzhen):
     connector = shenzhen.connector()
     before = len(shenzhen.recorder.graphql())
     try:
-        assert await connector.load_registrations([HUIZHOU_CODE], call=call()) == [None]
-        assert await connector.load_penalties([PERSON_ID], call=call()) == [[]]
-        assert await connector.load_dishonest_debtors([PERSON_ID], call=call()) == [[]]
+        assert await connector.load("registration", [HUIZHOU_CODE], call=call()) == [None]
+        assert await connector.load("penalties", [PERSON_ID], call=call()) == [[]]
+        assert await connector.load("dishonest_debtors", [PERSON_ID], call=call()) == [[]]
     finally:
         await connector.aclose()
     assert len(shenzhen.recorder.graphql()) == before
 
 
 @pytest.mark.parametrize(("load", "purpose", "selected", "expected"), [
-    ("load_penalties", "SUPERVISION",
+    ("penalties", "SUPERVISION",
      {"Penalty.decisionNumber", "Penalty.fine", "Penalty.provenance", "Provenance.city",
       "Registration.name", "Licence.licenceName"},
      {"decisionNumber", "fine", "decidedOn", "severity", "publicityEndsOn", "repairedOn"}),
-    ("load_credit_lists", "JOINT_PUNISHMENT", {"CreditListEntry.listName"},
+    ("credit_lists", "JOINT_PUNISHMENT", {"CreditListEntry.listName"},
      {"listName", "removedOn", "expiresOn", "kind"}),
-    ("load_credit_lists", "SUPERVISION", {"CreditListEntry.listName"},
+    ("credit_lists", "SUPERVISION", {"CreditListEntry.listName"},
      {"listName", "removedOn", "expiresOn"}),
-    ("load_licences", "SUPERVISION", {"Licence.licenceName", "Penalty.fine"}, {"licenceName"}),
-    ("load_abnormal_operations", "LICENSING_REVIEW", set(), {"removedOn"}),
-    ("load_licences", "LICENSING_REVIEW", {"Licence.provenance"}, {"__typename"}),
+    ("licences", "SUPERVISION", {"Licence.licenceName", "Penalty.fine"}, {"licenceName"}),
+    ("abnormal_operations", "LICENSING_REVIEW", set(), {"removedOn"}),
+    ("licences", "LICENSING_REVIEW", {"Licence.provenance"}, {"__typename"}),
 ])
 async def test_forwarded_selection_is_the_selected_fields_plus_row_rule_attributes(
     shenzhen, load, purpose, selected, expected,
@@ -275,8 +275,7 @@ async def test_forwarded_selection_is_the_selected_fields_plus_row_rule_attribut
     connector = shenzhen.connector()
     before = len(shenzhen.recorder.graphql())
     try:
-        (records,) = await getattr(connector, load)(
-            [uscc], call=call(purpose, frozenset(selected)))
+        (records,) = await connector.load(load, [uscc], call=call(purpose, frozenset(selected)))
     finally:
         await connector.aclose()
     (sent,) = shenzhen.recorder.graphql()[before:]
@@ -289,7 +288,7 @@ async def test_every_call_carries_purpose_request_id_organization_and_hop(shenzh
     connector = shenzhen.connector()
     before = len(shenzhen.recorder.graphql())
     try:
-        await connector.load_penalties([uscc], call=call("LICENSING_REVIEW",
+        await connector.load("penalties", [uscc], call=call("LICENSING_REVIEW",
                                                          request_id="hz-req-headers-1"))
     finally:
         await connector.aclose()
@@ -308,7 +307,7 @@ async def test_penalties_shenzhen_holds_are_mapped_with_shenzhen_provenance(shen
             for case in ("penalty_general_in_window", "penalty_serious_in_window", "clean")]
     connector = shenzhen.connector()
     try:
-        general, serious, clean = await connector.load_penalties(
+        general, serious, clean = await connector.load("penalties", 
             keys, call=call("SUPERVISION", PENALTY_FIELDS))
     finally:
         await connector.aclose()
@@ -323,11 +322,11 @@ async def test_penalties_shenzhen_holds_are_mapped_with_shenzhen_provenance(shen
     office = next(s for s in shenzhen.settings.sources if s.id == "sz-credit")
     direct = CreditOfficeConnector(office)
     try:
-        held = await direct.load_penalties(keys[:2])
+        held = await direct.load("penalties", keys[:2], call())
     finally:
         await direct.aclose()
-    rows = decide(load_catalog(), "SUPERVISION", {"Entity.penalties": rt.PENALTIES})
-    expected = [rows.row_filters[rt.PENALTIES].apply(records, TODAY)[0] for records in held]
+    rows = decide(load_catalog(), "SUPERVISION", {"Entity.penalties": PENALTIES.name})
+    expected = [rows.row_filters[PENALTIES.name].apply(records, TODAY)[0] for records in held]
 
     def comparable(records):
         return sorted((dataclasses.replace(r, provenance=None) for r in records),
@@ -341,7 +340,7 @@ async def test_purpose_reaches_shenzhen_audit_trail(shenzhen):
     uscc = shenzhen.population.showcase["dishonest_debtor"].uscc
     connector = shenzhen.connector()
     try:
-        (records,) = await connector.load_dishonest_debtors(
+        (records,) = await connector.load("dishonest_debtors", 
             [uscc], call=call("JOINT_PUNISHMENT", frozenset({"DishonestDebtorRecord.caseCode"}),
                               request_id="hz-req-audit-1"))
     finally:
@@ -365,7 +364,7 @@ async def test_a_purpose_shenzhen_did_not_grant_is_refused(shenzhen):
     before = len(shenzhen.recorder.graphql())
     try:
         with pytest.raises(PartnerRefused) as refused:
-            await connector.load_penalties([uscc], call=call("FINANCING"))
+            await connector.load("penalties", [uscc], call=call("FINANCING"))
     finally:
         await connector.aclose()
     (sent,) = shenzhen.recorder.graphql()[before:]
@@ -380,7 +379,7 @@ async def test_the_token_is_fetched_once_and_reused(shenzhen):
     before = len(shenzhen.recorder.graphql())
     try:
         for _ in range(3):
-            await connector.load_licences([uscc], call=call())
+            await connector.load("licences", [uscc], call=call())
     finally:
         await connector.aclose()
     sent = shenzhen.recorder.graphql()[before:]
@@ -395,13 +394,13 @@ async def test_a_field_shenzhen_nulls_for_the_purpose_is_refused_not_widened(she
     connector = shenzhen.connector()
     try:
         with pytest.raises(PartnerRefused):  # Entity.penalties is null there for the purpose
-            await connector.load_penalties(
+            await connector.load("penalties", 
                 [penalized], call=call("PROCUREMENT_REVIEW", PENALTY_FIELDS))
         with pytest.raises(PartnerRefused):  # a single sub-field nulled: the record type fails
-            await connector.load_registrations([registered], call=call(
+            await connector.load("registration", [registered], call=call(
                 "SUPERVISION", frozenset({"Registration.name",
                                           "Registration.legalRepresentativeIdNumber"})))
-        (registration,) = await connector.load_registrations(
+        (registration,) = await connector.load("registration", 
             [registered], call=call("SUPERVISION", frozenset({"Registration.name"})))
     finally:
         await connector.aclose()
@@ -426,12 +425,12 @@ async def test_answers_are_checked(shenzhen, answer, error):
     connector = shenzhen.connector()
     try:
         if error is None:
-            ((penalty,),) = await connector.load_penalties(
+            ((penalty,),) = await connector.load("penalties", 
                 [uscc], call=call("CREDIT_REPAIR_REVIEW", frozenset({"Penalty.decisionNumber"})))
             assert penalty.decision_number == "X" and penalty.decided_on is None
         else:
             with pytest.raises(error) as raised:
-                await connector.load_penalties([uscc], call=call("CREDIT_REPAIR_REVIEW",
+                await connector.load("penalties", [uscc], call=call("CREDIT_REPAIR_REVIEW",
                                                                 frozenset({"Penalty.decisionNumber"})))
             assert type(raised.value) is error
     finally:

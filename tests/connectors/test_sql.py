@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.tax import TaxConnector, metadata, ratings
-from gateway.errors import SourceUnavailable
-from gateway.settings import SourceSettings
+from core.errors import SourceUnavailable
+from core.config import SourceSettings
 from tests.connectors.legacy_db import connector_over
 
 pytestmark = pytest.mark.anyio

@@ -10,8 +10,8 @@ import pytest
 import demo.tax
 from connectors.tax import TaxConnector, arrears, metadata, ratings
 from demo.population import build_population
-from gateway.codes import complete_uscc
-from resolvers.records import TaxCreditGrade
+from core.codes import complete_uscc
+from core.records.tax import TaxCreditGrade
 from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.errors import InvalidInput
+from core.errors import InvalidInput
 
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_VALUES = {ch: i for i, ch in enumerate(USCC_ALPHABET)}

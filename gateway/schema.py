@@ -1,4 +1,6 @@
-"""The gateway's schema object, built once per process."""
+"""The gateway's schema object, built once per process: the GraphQL types
+of ``resolvers`` with the gateway's extensions (admission, purpose-of-use
+policy, audit trail)."""
 
 from __future__ import annotations
 
@@ -12,14 +14,14 @@ from strawberry.schema.config import StrawberryConfig
 from gateway.admission import AdmittedDocument
 from gateway.catalog import Catalog
 from gateway.enforcement import PurposePolicy
-from gateway.errors import ClientError, SourceError
+from core.errors import ClientError, SourceError
 from gateway.policy import Policy, schema_fields
 from gateway.recording import AuditTrail
 from gateway.strawberry_internals import graphql_core_schema
+from core.masking import MaskedIdentifier
+from core.scalars import SCALAR_MAP
 from resolvers.entity import RECORD_TYPE
-from resolvers.masking import MaskedIdentifier
 from resolvers.query import Query
-from resolvers.scalars import SCALAR_MAP
 
 log = logging.getLogger("gateway.requests")
 

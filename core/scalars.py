@@ -3,7 +3,7 @@ before any resolver runs or any source is touched.
 
 A USCC whose embedded organization code (positions 9-17, GB 11714) fails its
 own check is still accepted, as some legacy codes do: ``parse_uscc`` logs a
-warning on ``gateway.codes`` naming the code (a USCC identifies an
+warning on ``core.codes`` naming the code (a USCC identifies an
 organization and is public, not personal data).
 
 ``USCC`` and ``ResidentId`` are the Python types used in annotations;
@@ -17,7 +17,7 @@ from typing import NewType
 
 import strawberry
 
-from gateway.codes import organization_code_problem, validate_resident_id, validate_uscc
+from core.codes import organization_code_problem, validate_resident_id, validate_uscc
 
 log = logging.getLogger("gateway.codes")
 

@@ -24,9 +24,10 @@ and states as codes):
 - ``xy_sqxx`` 授权信息 (信易贷授权, internal: read by the policy, never
   exposed): ``dm`` enterprise USCC (key), ``sqbh`` authorization number,
   ``bsqjg_dm``/``bsqjg_mc`` grantee institution's USCC and name, ``sqyt``
-  purpose code (``03`` 融资授信 -> ``FINANCING``), ``sjlb`` comma-separated
-  data category codes (``SW`` tax, ``SB`` social insurance, ``HB``
-  environment), ``qsrq``/``jzrq`` valid from/to (inclusive), ``cxrq`` revoked.
+  purpose code (``03`` 融资授信), ``sjlb`` comma-separated data category
+  codes (``SW`` tax, ``SB`` social insurance, ``HB`` environment; which
+  purpose and categories they name is the policy catalog's business),
+  ``qsrq``/``jzrq`` valid from/to (inclusive), ``cxrq`` revoked.
 
 Every record type is returned newest first.
 """
@@ -189,9 +190,6 @@ FULFILMENT = {
     "0": FulfilmentStatus.PENDING, "1": FulfilmentStatus.KEPT, "2": FulfilmentStatus.BREACHED,
 }
 REPAIR_STATUS = {"0": RepairStatus.PENDING, "1": RepairStatus.APPROVED, "2": RepairStatus.REJECTED}
-# ``sqyt`` -> purpose code of the policy catalog; ``sjlb`` -> its data categories.
-AUTHORIZATION_PURPOSES = {"03": "FINANCING"}
-DATA_CATEGORIES = {"SW": "tax", "SB": "social_insurance", "HB": "environment"}
 
 
 def _amount(value: Any) -> Decimal | None:
@@ -336,9 +334,11 @@ class CreditOfficeConnector(SqlConnector):
     async def load_authorizations(self, usccs: Sequence[str]) -> list[list[Authorization]]:
         """Every authorization an enterprise granted, newest first, including
         expired and revoked ones: ``Authorization.covers`` decides for a day.
-        A row with an unknown purpose or category code, or a missing or
-        unreadable date, is logged and left out: it grants nothing, and the
-        enterprise's other authorizations still apply."""
+        Purpose and category codes are passed on as the source writes them
+        (the policy catalog maps them; a code it does not know grants
+        nothing). A row with a missing or unreadable date is logged and left
+        out: it grants nothing, and the enterprise's other authorizations
+        still apply."""
         rows = await self.fetch(_AUTHORIZATIONS, usccs)
         return self.grouped(
             usccs, rows, lambda row: row.dm,
@@ -347,8 +347,9 @@ class CreditOfficeConnector(SqlConnector):
                 enterprise_uscc=row.dm,
                 grantee_code=row.bsqjg_dm.strip().upper(),
                 grantee_name=row.bsqjg_mc,
-                purpose=AUTHORIZATION_PURPOSES[row.sqyt],
-                categories=frozenset(DATA_CATEGORIES[code.strip()] for code in row.sjlb.split(",")),
+                purpose_code=row.sqyt.strip(),
+                category_codes=frozenset(code.strip() for code in row.sjlb.split(",")
+                                         if code.strip()),
                 valid_from=_required_date(row.qsrq),
                 valid_to=_required_date(row.jzrq),
                 revoked_on=compact_date(row.cxrq),

@@ -6,6 +6,11 @@ Format (see ``gateway/policy.toml``, the catalog the gateway ships with)::
     name = "公示查询"
     legal_basis = "public_information"   # public_information | statutory_duty | data_subject_request
     own_subject_only = false             # true: the caller may only ask about itself
+    authorization_codes = ["03"]         # codes of this purpose in subjects' authorization records
+
+    [categories.tax]                  # a data category a subject's authorization can grant
+    name = "纳税信息"
+    authorization_codes = ["SW"]      # its codes in authorization records (信易贷授权 sjlb)
 
     [masks.resident_id]               # a masking rule for resident ID numbers
     kind = "resident_id"
@@ -22,7 +27,7 @@ Format (see ``gateway/policy.toml``, the catalog the gateway ships with)::
     class = "public"                  # public | government_shared | authorized | internal
     purposes = ["PUBLIC_DISCLOSURE", "LICENSING_REVIEW"]   # or "all"
     authorized_purposes = ["FINANCING"]   # allowed only with the subject's authorization ...
-    authorization_category = "tax"        # ... for this data category
+    authorization_category = "tax"        # ... for this data category (a [categories] entry)
     mask = "resident_id"              # optional masking rule for the item's fields
     reported = true                   # named in access histories (false for bookkeeping items)
     rows = ["penalty_publicity"]      # optional row rules for the item's record lists
@@ -36,7 +41,7 @@ purposes, masks, rules or classes are ``ConfigurationError``s naming them.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +71,17 @@ class Purpose:
     name: str
     legal_basis: str  # recorded in the audit trail for every release under this purpose
     own_subject_only: bool = False  # the caller may only ask about itself
+    # legacy codes naming this purpose in subjects' authorization records
+    authorization_codes: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    """A data category a subject's authorization can grant (tax, social insurance...)."""
+
+    id: str
+    name: str
+    authorization_codes: frozenset[str]  # its codes in authorization records
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +125,7 @@ class Catalog:
     masks: dict[str, MaskRule]
     rows: dict[str, RowRule]
     items: dict[str, Item]
+    categories: dict[str, Category] = field(default_factory=dict)
 
     def item_of(self) -> dict[str, Item]:
         """Field coordinate (``Type.field``) -> its item."""
@@ -128,6 +145,18 @@ def _purpose_set(where: str, key: str, value: Any, purposes: dict[str, Purpose])
     unknown = sorted(set(codes) - set(purposes))
     if unknown:
         raise ConfigurationError(f"{where}: {key} names unknown purpose(s) {unknown}")
+    return frozenset(codes)
+
+
+def _codes(section: str, table: dict[str, Any], seen: dict[str, str], kind: str) -> frozenset[str]:
+    """A table's ``authorization_codes``: legacy codes of authorization
+    records, each naming one purpose and (separately) one category."""
+    codes = _strings(section, "authorization_codes", table.get("authorization_codes", []))
+    for code in codes:
+        other = seen.setdefault(f"{kind}:{code}", section)
+        if other != section:
+            raise ConfigurationError(f"{section}: authorization code {code!r} is already used "
+                                     f"by {other}")
     return frozenset(codes)
 
 
@@ -159,11 +188,13 @@ def _publicity_options(section: str, table: dict[str, Any], options: dict[str, A
 
 def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalog:
     """Validate a parsed catalog (not yet against the schema)."""
-    strict_table(where, data, {"purposes", "items"}, {"masks", "rows"})
+    strict_table(where, data, {"purposes", "items"}, {"masks", "rows", "categories"})
     purposes = {}
+    codes_seen: dict[str, str] = {}
     for code, table in data["purposes"].items():
         section = f"{where} [purposes.{code}]"
-        table = strict_table(section, table, {"name", "legal_basis"}, {"own_subject_only"})
+        table = strict_table(section, table, {"name", "legal_basis"},
+                             {"own_subject_only", "authorization_codes"})
         if table["legal_basis"] not in LEGAL_BASES:
             raise ConfigurationError(
                 f"{section}: legal_basis must be one of {list(LEGAL_BASES)}"
@@ -171,7 +202,17 @@ def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalo
         if not isinstance(table.get("own_subject_only", False), bool):
             raise ConfigurationError(f"{section}: own_subject_only must be true or false")
         purposes[code] = Purpose(code, table["name"], table["legal_basis"],
-                                 table.get("own_subject_only", False))
+                                 table.get("own_subject_only", False),
+                                 _codes(section, table, codes_seen, "purpose"))
+
+    categories = {}
+    for category_id, table in data.get("categories", {}).items():
+        section = f"{where} [categories.{category_id}]"
+        table = strict_table(section, table, {"name", "authorization_codes"}, set())
+        codes = _codes(section, table, codes_seen, "category")
+        if not codes:
+            raise ConfigurationError(f"{section}: authorization_codes must name at least one code")
+        categories[category_id] = Category(category_id, table["name"], codes)
 
     masks = {}
     for mask_id, table in data.get("masks", {}).items():
@@ -230,6 +271,13 @@ def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalo
             raise ConfigurationError(
                 f"{section}: authorized_purposes and authorization_category go together"
             )
+        if category is not None and category not in categories:
+            raise ConfigurationError(f"{section}: unknown authorization_category {category!r}")
+        unnamed = sorted(p for p in authorized if not purposes[p].authorization_codes)
+        if unnamed:
+            raise ConfigurationError(
+                f"{section}: authorized purpose(s) {unnamed} have no authorization_codes: "
+                "no authorization could ever grant them")
         allowed = _purpose_set(section, "purposes", table["purposes"], purposes)
         if allowed & authorized:
             raise ConfigurationError(
@@ -255,7 +303,7 @@ def parse_catalog(data: dict[str, Any], where: str = "policy catalog") -> Catalo
             item_id, table["name"], table["class"], allowed, authorized, category,
             mask, rule_ids, fields, table.get("reported", True),
         )
-    return Catalog(purposes, masks, rows, items)
+    return Catalog(purposes, masks, rows, items, categories)
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:

@@ -187,6 +187,9 @@ class Decision:
     # record type -> the record attributes this purpose's row rules read: a
     # partner must send them too (a window without its date is not computed).
     reads: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # data category -> its codes in authorization records (with
+    # ``purpose.authorization_codes``, what ``Authorization.covers`` checks).
+    authorization_codes: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def permits(self, coordinate: str) -> bool:
         return coordinate in self.allowed or coordinate in self.authorized
@@ -232,6 +235,7 @@ def decide(catalog: Catalog, purpose: str, record_types: Mapping[str, str]) -> D
     return Decision(
         catalog.purposes[purpose], frozenset(allowed), authorized, masks, row_filters, by_field,
         windows, {record_type: frozenset(names) for record_type, names in reads.items()},
+        {category.id: category.authorization_codes for category in catalog.categories.values()},
     )
 
 

@@ -64,9 +64,12 @@ async def load_if_authorized(
     organization to see ``category`` for the declared purpose, today; else
     the field ``coordinate`` is denied."""
     grantee = context.client.organization_code
+    decision = context.decision
+    purpose_codes = decision.purpose.authorization_codes
+    category_codes = decision.authorization_codes[category]
     authorizations = await context.loaders.load(AUTHORIZATIONS.name, uscc)
     for authorization in authorizations:
-        if grantee and authorization.covers(grantee, context.purpose, category, context.today):
+        if grantee and authorization.covers(grantee, purpose_codes, category_codes, context.today):
             context.authorizations_used.add(authorization.number)
             return await context.loaders.load(record_type, uscc, path)
     context.denied_fields.append(coordinate)

@@ -133,25 +133,29 @@ class CreditRepair(CreditRecord):
 @dataclass(frozen=True, slots=True)
 class Authorization:
     """An enterprise's authorization for a financial institution to see
-    non-public data (信易贷授权). Internal: checked by the policy, not exposed."""
+    non-public data (信易贷授权). Internal: checked by the policy, not exposed.
+    Its purpose and data categories are the source's own codes: the policy
+    catalog says which purpose and categories they name."""
 
     number: str
     enterprise_uscc: str
     grantee_code: str  # USCC of the authorized institution
     grantee_name: str
-    purpose: str  # a purpose code of the policy catalog
-    categories: frozenset[str]  # data categories of the policy catalog
+    purpose_code: str  # e.g. "03" (融资授信)
+    category_codes: frozenset[str]  # e.g. {"SW", "SB"}
     valid_from: date
     valid_to: date
     revoked_on: date | None
 
-    def covers(self, grantee_code: str, purpose: str, category: str, today: date) -> bool:
-        """True when this authorization lets ``grantee_code`` see ``category``
-        for ``purpose`` on ``today``."""
+    def covers(self, grantee_code: str, purpose_codes: frozenset[str],
+               category_codes: frozenset[str], today: date) -> bool:
+        """True when this authorization lets ``grantee_code`` see a data
+        category (one of ``category_codes``) for a purpose (one of
+        ``purpose_codes``) on ``today``."""
         return (
             self.grantee_code == grantee_code
-            and self.purpose == purpose
-            and category in self.categories
+            and self.purpose_code in purpose_codes
+            and not self.category_codes.isdisjoint(category_codes)
             and self.valid_from <= today <= self.valid_to
             and (self.revoked_on is None or today < self.revoked_on)
         )

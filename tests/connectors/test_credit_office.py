@@ -31,6 +31,7 @@ from core.records.credit_office import (
     RepairStatus,
     Severity,
 )
+from gateway.catalog import load_catalog
 from tests.connectors.legacy_db import assert_bad_source_data, connector_over
 
 pytestmark = pytest.mark.anyio
@@ -43,7 +44,17 @@ ORGAN = "惠州市市场监督管理局"
 ORGAN_CODE = "11441300202466335X"
 BANK, BANK_NAME = "91441300MA4URFQ13W", "中国工商银行股份有限公司惠州分行"
 OTHER_BANK = "91441300MA4W7K2H84"
-ALL_CATEGORIES = frozenset({"tax", "social_insurance", "environment"})
+# What the authorization records' codes mean is the policy catalog's data.
+CATALOG = load_catalog()
+CATEGORY_CODES = {c.id: c.authorization_codes for c in CATALOG.categories.values()}
+ALL_CATEGORIES = frozenset(CATEGORY_CODES)
+ALL_CODES = frozenset().union(*CATEGORY_CODES.values())
+
+
+def grants(auth, bank, category, day, purpose="FINANCING"):
+    """Whether ``auth`` lets ``bank`` see ``category`` for ``purpose`` on ``day``."""
+    return auth.covers(bank, CATALOG.purposes[purpose].authorization_codes,
+                       CATEGORY_CODES[category], day)
 
 
 def licence_row(code: str, **overrides):
@@ -207,16 +218,17 @@ async def test_authorizations_are_mapped_newest_first(database_url):
     assert missing == []
     assert [x.number for x in a] == ["SQ2025002", "SQ2025001", "SQ2024001"]
     revoked, current, old = a
-    assert current.enterprise_uscc == A and current.purpose == "FINANCING"
+    assert current.enterprise_uscc == A and current.purpose_code == "03"
     assert current.grantee_code == BANK and current.grantee_name == BANK_NAME
-    assert current.categories == ALL_CATEGORIES and isinstance(current.categories, frozenset)
+    assert current.category_codes == {"SW", "SB", "HB"}
+    assert isinstance(current.category_codes, frozenset)
     assert current.valid_from == date(2025, 3, 1) and current.valid_to == date(2026, 2, 28)
     assert current.revoked_on is None
-    assert old.categories == frozenset({"tax", "environment"})
+    assert old.category_codes == frozenset({"SW", "HB"})
     assert old.valid_from == date(2024, 1, 15) and old.valid_to == date(2025, 1, 14)
     assert revoked.revoked_on == date(2025, 10, 10)
     assert revoked.grantee_code == OTHER_BANK  # normalized to the registry's upper case
-    assert revoked.categories == frozenset({"social_insurance"})
+    assert revoked.category_codes == frozenset({"SB"})
     (only,) = b
     assert only.number == "SQ2025003" and only.enterprise_uscc == B
 
@@ -234,7 +246,7 @@ async def test_authorization_covers_its_bank_categories_and_days_only(database_u
         await connector.aclose()
 
     def covers(auth, day, bank=BANK, purpose="FINANCING", category="tax"):
-        return auth.covers(bank, purpose, category, day)
+        return grants(auth, bank, category, day, purpose)
 
     # Validity is inclusive at both ends.
     assert covers(partial, date(2025, 3, 1)) and covers(partial, date(2026, 2, 28))
@@ -265,8 +277,7 @@ async def test_unknown_legacy_code_is_bad_source_data(database_url, table, row, 
 
 
 @pytest.mark.parametrize("bad", [
-    {"sqyt": "09"}, {"sqyt": "FI"}, {"sjlb": "SW,GJJ"}, {"sjlb": ""}, {"jzrq": ""},
-    {"cxrq": "20250230"},
+    {"jzrq": ""}, {"qsrq": "2025"}, {"cxrq": "20250230"},
 ], ids=lambda bad: ",".join(f"{k}={v}" for k, v in bad.items()))
 async def test_an_unreadable_authorization_is_left_out_and_the_others_apply(
         database_url, bad, caplog):
@@ -280,6 +291,27 @@ async def test_an_unreadable_authorization_is_left_out_and_the_others_apply(
         await connector.aclose()
     assert [x.number for x in a] == ["SQ-OK"] and [x.number for x in b] == ["SQ-B"]
     assert any("left out" in r.getMessage() and A in r.getMessage() for r in caplog.records)
+
+
+async def test_authorization_codes_are_passed_on_and_unknown_ones_grant_nothing(database_url):
+    connector = await connector_over(CreditOfficeConnector, database_url, metadata, {
+        authorizations: [authorization_row(A, "SQ-09", sqyt="09"),
+                         authorization_row(A, "SQ-GJJ", sjlb="SW, GJJ"),
+                         authorization_row(A, "SQ-NONE", sjlb="")],
+    })
+    try:
+        (found,) = await connector.load_authorizations([A])
+    finally:
+        await connector.aclose()
+    by_number = {auth.number: auth for auth in found}
+    assert by_number["SQ-09"].purpose_code == "09"
+    assert by_number["SQ-GJJ"].category_codes == {"SW", "GJJ"}
+    assert by_number["SQ-NONE"].category_codes == frozenset()
+    day = date(2025, 9, 1)
+    assert not any(grants(by_number["SQ-09"], BANK, c, day) for c in ALL_CATEGORIES)
+    assert grants(by_number["SQ-GJJ"], BANK, "tax", day)
+    assert not grants(by_number["SQ-GJJ"], BANK, "social_insurance", day)
+    assert not any(grants(by_number["SQ-NONE"], BANK, c, day) for c in ALL_CATEGORIES)
 
 
 async def test_demo_rows_produce_each_case(tmp_path):
@@ -357,20 +389,20 @@ async def test_demo_financing_showcases(tmp_path):
         (auth,) = granted[case]
         assert auth.enterprise_uscc == population.showcase[case].uscc
         assert auth.grantee_code == bank and auth.grantee_name == bank_name
-        assert auth.purpose == "FINANCING" and auth.categories == ALL_CATEGORIES
+        assert auth.purpose_code == "03" and auth.category_codes == ALL_CODES
         assert auth.valid_from < auth.valid_to
-        assert not any(auth.covers(other_bank, "FINANCING", c, today) for c in ALL_CATEGORIES)
+        assert not any(grants(auth, other_bank, c, today) for c in ALL_CATEGORIES)
     (valid,) = granted["financing_authorized"]
     assert valid.valid_from <= today <= valid.valid_to and valid.revoked_on is None
-    assert all(valid.covers(bank, "FINANCING", c, today) for c in ALL_CATEGORIES)
+    assert all(grants(valid, bank, c, today) for c in ALL_CATEGORIES)
     (expired,) = granted["financing_expired"]
     assert expired.valid_to < today and expired.revoked_on is None
-    assert expired.covers(bank, "FINANCING", "tax", expired.valid_to)
-    assert not any(expired.covers(bank, "FINANCING", c, today) for c in ALL_CATEGORIES)
+    assert grants(expired, bank, "tax", expired.valid_to)
+    assert not any(grants(expired, bank, c, today) for c in ALL_CATEGORIES)
     (revoked,) = granted["financing_revoked"]
     assert revoked.valid_from < revoked.revoked_on < today <= revoked.valid_to
-    assert revoked.covers(bank, "FINANCING", "tax", revoked.revoked_on - timedelta(days=1))
-    assert not any(revoked.covers(bank, "FINANCING", c, today) for c in ALL_CATEGORIES)
+    assert grants(revoked, bank, "tax", revoked.revoked_on - timedelta(days=1))
+    assert not any(grants(revoked, bank, c, today) for c in ALL_CATEGORIES)
     assert granted["clean"] == []
 
 
@@ -396,5 +428,5 @@ async def test_demo_authorizations_vary_over_both_banks(tmp_path):
     seen = {(auth.grantee_code, state(auth)) for auth in everything}
     states = ("valid", "expired", "revoked")
     assert seen == {(code, s) for code, _ in BANKS.values() for s in states}
-    assert any(auth.categories < ALL_CATEGORIES for auth in everything)
-    assert all(auth.categories and auth.categories <= ALL_CATEGORIES for auth in everything)
+    assert any(auth.category_codes < ALL_CODES for auth in everything)
+    assert all(auth.category_codes and auth.category_codes <= ALL_CODES for auth in everything)

@@ -12,7 +12,7 @@ from gateway.strawberry_internals import graphql_core_schema
 from gateway.schema import schema
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCTION = ("gateway", "resolvers", "connectors", "demo", "bench")
+PRODUCTION = ("core", "connectors", "resolvers", "gateway", "demo", "bench")
 PRIVATE = re.compile(r"\._schema\b|_raw_info|schema_converter|strawberry\.utils|"
                      r"__strawberry_definition__|from graphql\.[a-z_.]*\b_")
 

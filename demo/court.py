@@ -20,9 +20,15 @@ import sqlalchemy as sa
 
 from connectors.court import dishonest_debtors, metadata
 from connectors.legacy import epoch_date, to_epoch
+from demo.department import DemoDepartment
 from demo.population import Enterprise, Person, Population
 
-__all__ = ["metadata", "rows"]
+__all__ = ["DEPARTMENT", "metadata", "rows"]
+
+DEPARTMENT = DemoDepartment(
+    module=__name__, source="court", connector="court",
+    department="惠州市中级人民法院", database="court",
+)
 
 # Division -> (enforcing court, court code used in case numbers).
 _COURTS = {

@@ -44,10 +44,11 @@ from connectors.credit_office import (
     repairs,
 )
 from demo import environment
+from demo.department import DemoClient, DemoDepartment
 from demo.population import City, Enterprise, Population, organ_uscc
-from gateway.codes import complete_uscc
+from core.codes import complete_uscc
 
-__all__ = ["BANKS", "metadata", "rows"]
+__all__ = ["BANKS", "DEPARTMENT", "metadata", "rows"]
 
 CREDIT_OFFICE = "惠州市发展和改革局"
 
@@ -60,6 +61,14 @@ BANKS = {
     "bank-icbc-huizhou": (complete_uscc("91441300MA4URFQ13"), "中国工商银行股份有限公司惠州分行"),
     "bank-hzrcb": (complete_uscc("91441300MA4W7K2H8"), "惠州农村商业银行股份有限公司"),
 }
+
+DEPARTMENT = DemoDepartment(
+    module=__name__, source="credit", connector="credit_office",
+    department="惠州市发展和改革局（市公共信用信息管理系统）", database="credit_office",
+    # The banks the authorizations name are clients of the demo registry.
+    clients=tuple(DemoClient(client_id, name, code, "bank", ("FINANCING",))
+                  for client_id, (code, name) in BANKS.items()),
+)
 
 # Organ -> (its USCC, abbreviation used in document numbers).
 _ORGANS = {

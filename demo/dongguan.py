@@ -59,7 +59,7 @@ from starlette.routing import Route
 
 from demo.population import Enterprise, Population, build_population, organ_uscc
 from demo.token_endpoint import client_credentials_route
-from gateway.codes import InvalidCode, validate_uscc
+from core.codes import InvalidCode, validate_uscc
 
 __all__ = ["SHARED_PURPOSES", "MAX_CODES", "TOKEN_LIFETIME", "create_dongguan_app"]
 

@@ -20,9 +20,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.environment import metadata, penalties, ratings
+from demo.department import DemoDepartment
 from demo.population import Population
 
-__all__ = ["metadata", "rows", "latest_rated_year"]
+__all__ = ["DEPARTMENT", "metadata", "rows", "latest_rated_year"]
+
+DEPARTMENT = DemoDepartment(
+    module=__name__, source="environment", connector="environment",
+    department="惠州市生态环境局", database="environment",
+)
 
 INDUSTRIAL = frozenset({"新材料", "石化", "电子科技", "环保科技", "医药", "食品"})
 RATED_SHARE = 0.55  # of the industrial enterprises: about a third of all

@@ -1,4 +1,12 @@
-"""Create the six demo departmental databases and the gateway configuration for them.
+"""Create the demo departmental databases and the gateway configuration for them.
+
+One database and one configured source per demo department: every module of
+``demo`` that declares a ``DEPARTMENT`` (``demo.department``), in the order
+of ``discover_departments`` (by module name: court, credit_office,
+environment, hrss, market, tax), which is the order of the sources in the
+generated ``gateway.toml`` and the manifest. The client registry holds the
+clients the departments declare (the banks the credit office's
+authorizations name).
 
 Huizhou's by default; ``city="shenzhen"`` (or ``"dongguan"``) builds a partner
 city's instance of this gateway instead: its own population, source ids
@@ -13,48 +21,22 @@ lists.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import secrets
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from types import ModuleType
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from demo import court, credit_office, environment, hrss, market, tax
+from demo.department import DemoClient, DemoDepartment, discover_departments
 from demo.issuer import DEMO_AUDIENCE, DEMO_ISSUER, ensure_signing_key
 from demo.population import CITIES, Population, build_population, with_visitors
 
 INSERT_CHUNK = 5000
-DEMO_FORMAT = 6  # bump when the demo's tables, data or configuration change
+DEMO_FORMAT = 7  # bump when the demo's tables, data or configuration change
 # Partner city -> the city whose firms its data holds records about.
 VISITED_FROM = {"shenzhen": "huizhou"}
-
-
-@dataclass(frozen=True)
-class DemoDepartment:
-    source_id: str
-    connector: str
-    department: str
-    database: str
-    rows: ModuleType  # module with ``metadata`` and ``rows(population)``
-
-
-DEPARTMENTS = (
-    DemoDepartment("hz-market", "market", "惠州市市场监督管理局", "market", market),
-    DemoDepartment("hz-tax", "tax", "国家税务总局惠州市税务局", "tax", tax),
-    DemoDepartment("hz-court", "court", "惠州市中级人民法院", "court", court),
-    DemoDepartment("hz-hrss", "hrss", "惠州市人力资源和社会保障局", "hrss", hrss),
-    DemoDepartment("hz-environment", "environment", "惠州市生态环境局", "environment", environment),
-    DemoDepartment(
-        "hz-credit", "credit_office", "惠州市发展和改革局（市公共信用信息管理系统）",
-        "credit_office", credit_office,
-    ),
-)
-
-
 # Source-id prefixes of the cities the demo can build.
 CITY_PREFIXES = {"huizhou": "hz", "shenzhen": "sz", "dongguan": "dg"}
 # A partner city's registry grants the Huizhou gateway these purposes.
@@ -63,16 +45,21 @@ PARTNER_CLIENT_PURPOSES = (
 )
 
 
-def departments(city: str = "huizhou") -> tuple[DemoDepartment, ...]:
-    """The demo departments of ``city``: Huizhou's, renamed for a partner city."""
-    if city == "huizhou":
-        return DEPARTMENTS
+@dataclass(frozen=True)
+class DemoSource:
+    """A demo department as one city's source: its id and the department's
+    name in that city (``sz-market``, 深圳市市场监督管理局)."""
+
+    source_id: str
+    department_name: str
+    department: DemoDepartment
+
+
+def demo_sources(city: str = "huizhou") -> tuple[DemoSource, ...]:
+    """``city``'s sources, one per demo department, in discovery order."""
     prefix, name = CITY_PREFIXES[city], CITIES[city].name
-    return tuple(
-        dataclasses.replace(d, source_id=prefix + d.source_id[2:],
-                            department=d.department.replace("惠州", name))
-        for d in DEPARTMENTS
-    )
+    return tuple(DemoSource(d.source_id(prefix), d.department_in(name), d)
+                 for d in discover_departments())
 
 
 def demo_issuer(city: str = "huizhou") -> str:
@@ -90,9 +77,9 @@ async def fill_database(url: str, department: DemoDepartment, population: Popula
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(department.rows.metadata.drop_all)
-            await conn.run_sync(department.rows.metadata.create_all)
-            for table, table_rows in department.rows.rows(population):
+            await conn.run_sync(department.metadata.drop_all)
+            await conn.run_sync(department.metadata.create_all)
+            for table, table_rows in department.rows(population):
                 for start in range(0, len(table_rows), INSERT_CHUNK):
                     await conn.execute(table.insert(), table_rows[start:start + INSERT_CHUNK])
     finally:
@@ -127,27 +114,33 @@ def partner_clients_text(city: str) -> str:
     ])
 
 
+def client_lines(client: DemoClient) -> list[str]:
+    """``client``'s table of the client registry, a blank line after it."""
+    return [
+        f"[clients.{client.client_id}]",
+        f'organization = "{client.organization}"',
+        f'organization_code = "{client.organization_code}"',
+        f'city = "{client.city}"',
+        f'kind = "{client.kind}"',
+        f"purposes = {json.dumps(list(client.purposes))}",
+        "",
+    ]
+
+
 def clients_text(population: Population, city: str = "huizhou") -> str:
     """The demo's client registry: the static clients (a partner city: the
-    Huizhou gateway), the banks and the enterprise clients."""
+    Huizhou gateway), the departments' clients (Huizhou only: the banks the
+    demo authorizations name) and the enterprise clients."""
     static = CLIENTS_FILE.read_text(encoding="utf-8") if city == "huizhou" else partner_clients_text(city)
     lines = [static]
-    if city == "huizhou":  # the banks the demo authorizations name
-        for client_id, (code, name) in credit_office.BANKS.items():
-            lines += [f"[clients.{client_id}]", f'organization = "{name}"',
-                      f'organization_code = "{code}"', 'city = "惠州"', 'kind = "bank"',
-                      'purposes = ["FINANCING"]', ""]
+    if city == "huizhou":
+        for department in discover_departments():
+            for client in department.clients:
+                lines += client_lines(client)
     for client_id, case in ENTERPRISE_CLIENTS.items():
         enterprise = population.showcase[case]
-        lines += [
-            f"[clients.{client_id}]",
-            f'organization = "{enterprise.name}"',
-            f'organization_code = "{enterprise.uscc}"',
-            f'city = "{population.city.name}"',
-            'kind = "enterprise"',
-            'purposes = ["SELF_INQUIRY"]',
-            "",
-        ]
+        lines += client_lines(DemoClient(client_id, enterprise.name, enterprise.uscc,
+                                         "enterprise", ("SELF_INQUIRY",), population.city.name))
     return "\n".join(lines)
 
 
@@ -155,7 +148,7 @@ def config_text(urls: dict[str, str], jwks_file: Path, audit_url: str, subject_k
                 graphiql: bool = True, city: str = "huizhou") -> str:
     """The TOML configuration that serves ``city``'s demo databases at ``urls``."""
     lines = [
-        f"# Generated by `credit-gateway demo`: the six {city.title()} demo departments.",
+        f"# Generated by `credit-gateway demo`: the {city.title()} demo departments.",
         "[gateway]",
         f"graphiql = {'true' if graphiql else 'false'}",
         f"introspection = {'true' if graphiql else 'false'}  # the demo is for exploring",
@@ -171,12 +164,12 @@ def config_text(urls: dict[str, str], jwks_file: Path, audit_url: str, subject_k
         f'subject_key = "{subject_key}"',
         "",
     ]
-    for d in departments(city):
+    for source in demo_sources(city):
         lines += [
-            f"[sources.{d.source_id}]",
-            f'connector = "{d.connector}"',
-            f'url = "{urls[d.source_id]}"',
-            f'department = "{d.department}"',
+            f"[sources.{source.source_id}]",
+            f'connector = "{source.department.connector}"',
+            f'url = "{urls[source.source_id]}"',
+            f'department = "{source.department_name}"',
             f'city = "{CITIES[city].name}"',
             "",
         ]
@@ -200,12 +193,12 @@ def create_demo_data(
     seed = CITIES[city].seed if seed is None else seed
     if neighbour is None and city in VISITED_FROM:
         neighbour = build_population(today=today, city=VISITED_FROM[city])
-    city_departments = departments(city)
+    sources = demo_sources(city)
     data_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = data_dir / "manifest.json"
     config_path = data_dir / "gateway.toml"
     wanted = {"format": DEMO_FORMAT, "size": size, "persons": persons, "seed": seed,
-              "departments": [d.source_id for d in city_departments],
+              "departments": [s.source_id for s in sources],
               "visitors_from": None if neighbour is None else [
                   neighbour.city.name, len(neighbour.enterprises), len(neighbour.persons),
                   neighbour.seed]}
@@ -216,11 +209,11 @@ def create_demo_data(
     population = build_population(size, persons, seed, today, city=city)
     if neighbour is not None:
         with_visitors(population, neighbour)
-    urls = {d.source_id: sqlite_url(data_dir / f"{d.database}.db") for d in city_departments}
+    urls = {s.source_id: sqlite_url(data_dir / f"{s.department.database}.db") for s in sources}
 
     async def fill_all() -> None:
         await asyncio.gather(
-            *(fill_database(urls[d.source_id], d, population) for d in city_departments)
+            *(fill_database(urls[s.source_id], s.department, population) for s in sources)
         )
 
     asyncio.run(fill_all())

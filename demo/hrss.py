@@ -14,9 +14,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.hrss import contributions, metadata
+from demo.department import DemoDepartment
 from demo.population import Population
 
-__all__ = ["metadata", "rows", "full_months"]
+__all__ = ["DEPARTMENT", "metadata", "rows", "full_months"]
+
+DEPARTMENT = DemoDepartment(
+    module=__name__, source="hrss", connector="hrss",
+    department="惠州市人力资源和社会保障局", database="hrss",
+)
 
 
 def full_months(today: date, count: int = 12) -> list[str]:

@@ -16,9 +16,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.market import abnormal_operations, metadata, registrations, serious_violations
+from demo.department import DemoDepartment
 from demo.population import DIVISION_NAMES, Population
 
-__all__ = ["metadata", "rows"]
+__all__ = ["DEPARTMENT", "metadata", "rows"]
+
+DEPARTMENT = DemoDepartment(
+    module=__name__, source="market", connector="market",
+    department="惠州市市场监督管理局", database="market",
+)
 
 _STREETS = {
     "惠州": ("江北文昌一路", "河南岸演达大道", "淡水开城大道", "罗阳镇北门路", "平山华侨城", "龙城街道"),

@@ -3,9 +3,19 @@
 Deterministic: the same ``seed``, ``size``, ``persons`` and ``today`` give the
 same enterprises, persons and case assignments. Each enterprise carries the
 set of ``cases`` the departments' generators turn into records; the first
-enterprises are *showcases*, one per case in ``CASES`` (plus a clean one), so
-every kind of record exists whatever the size. Dates are relative to
-``today`` so publicity windows stay meaningful whenever the data is made.
+enterprises are *showcases*, one per case in ``CASES`` (plus a clean one),
+then one per case a demo department declares (``DemoDepartment.cases``, in
+the order of ``demo.department.discover_departments``), so every kind of
+record exists whatever the size; persons likewise (``PERSON_CASES``, then
+``DemoDepartment.person_cases``). Dates are relative to ``today`` so
+publicity windows stay meaningful whenever the data is made.
+
+A department's cases leave the rest of the data as it was: the rates of
+``CASE_RATES`` and ``PERSON_CASE_RATES`` are drawn from the population's
+stream for every subject past the listed showcases (the departments'
+showcases too), a department's rates from a stream of each case's own. So
+adding a department with cases changes only the subjects that become its
+showcases and the cases drawn for it.
 
 Every USCC passes both checks: its 18th character (GB 32100) and the
 organization code in positions 9-17 (GB 11714). Organs' codes come from
@@ -21,11 +31,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from gateway.clock import china_today
-from gateway.codes import USCC_ALPHABET, compose_uscc, resident_id_check_digit
+from core.codes import USCC_ALPHABET, compose_uscc, resident_id_check_digit
+from demo.department import DemoDepartment, discover_departments
 
 HUIZHOU_DIVISIONS = ("441300", "441302", "441303", "441322", "441323", "441324")
 DIVISION_NAMES = {
@@ -52,7 +64,8 @@ CITIES = {
     "dongguan": City("东莞", ("441900",), 441900),
 }
 
-# Every kind of case the data set must contain. Departments read these tags.
+# Every kind of case the data set must contain, beside the departments' own
+# (``DemoDepartment.cases``). Departments read these tags.
 CASES = (
     "clean",
     "penalty_minor",
@@ -207,26 +220,86 @@ PERSON_CASE_RATES = {
 }
 
 
+@dataclass(frozen=True)
+class CaseDraw:
+    """How the subjects of one kind (enterprises or persons) get their cases:
+    the first ``len(showcased)`` are showcases, one case each (``"clean"``:
+    none); the others draw ``listed_rates`` from the population's stream and
+    ``own_rates`` (the departments' cases) from one stream per case. Made
+    afresh for each population: ``cases`` advances the streams, and must be
+    called for the subjects in order."""
+
+    listed: tuple[str, ...]
+    listed_rates: Mapping[str, float]
+    own_rates: Mapping[str, float]
+    own_streams: Mapping[str, random.Random]
+
+    @classmethod
+    def of(cls, seed: int, kind: str, listed: tuple[str, ...], listed_rates: Mapping[str, float],
+           own_rates: Mapping[str, float]) -> CaseDraw:
+        clashes = set(listed) & set(own_rates)
+        if clashes:
+            raise ValueError(
+                f"demo department cases {sorted(clashes)} are listed in demo.population")
+        streams = {case: random.Random(f"{seed}:{kind}-case:{case}") for case in own_rates}
+        return cls(listed, listed_rates, own_rates, streams)
+
+    @property
+    def showcased(self) -> tuple[str, ...]:
+        return self.listed + tuple(self.own_rates)
+
+    def cases(self, index: int, rng: random.Random) -> frozenset[str]:
+        """The cases of the ``index``-th subject; ``rng`` is the population's stream."""
+        if index < len(self.listed):
+            return frozenset({self.listed[index]}) - {"clean"}
+        drawn = {c for c, p in self.listed_rates.items() if rng.random() < p}
+        drawn |= {c for c, p in self.own_rates.items() if self.own_streams[c].random() < p}
+        if index < len(self.showcased):
+            return frozenset({self.showcased[index]})
+        return frozenset(drawn)
+
+
+def department_cases(
+    departments: Sequence[DemoDepartment],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The enterprise and person cases ``departments`` declare, with their rates,
+    in the departments' order; a case declared twice is a ``ValueError``."""
+    enterprise_cases: dict[str, float] = {}
+    person_cases: dict[str, float] = {}
+    for department in departments:
+        for declared, merged in ((department.cases, enterprise_cases),
+                                 (department.person_cases, person_cases)):
+            twice = set(declared) & set(merged)
+            if twice:
+                raise ValueError(f"demo cases {sorted(twice)} are declared by two departments")
+            merged.update(declared)
+    return enterprise_cases, person_cases
+
+
 def build_population(size: int = 2000, persons: int = 500, seed: int | None = None,
-                     today: date | None = None, city: str = "huizhou") -> Population:
+                     today: date | None = None, city: str = "huizhou",
+                     departments: Sequence[DemoDepartment] | None = None) -> Population:
     """The deterministic population of ``size`` enterprises and ``persons``
-    persons of ``city`` (a key of ``CITIES``; its seed unless ``seed`` is given)."""
+    persons of ``city`` (a key of ``CITIES``; its seed unless ``seed`` is given),
+    holding the cases of ``departments`` (default: every demo department)."""
     home = CITIES[city]
     seed = home.seed if seed is None else seed
-    if size < len(CASES) or persons < len(PERSON_CASES) + 1:
+    own_cases, own_person_cases = department_cases(
+        discover_departments() if departments is None else departments)
+    enterprise_draw = CaseDraw.of(seed, "enterprise", CASES, CASE_RATES, own_cases)
+    person_draw = CaseDraw.of(seed, "person", PERSON_CASES, PERSON_CASE_RATES, own_person_cases)
+    showcased, person_showcased = enterprise_draw.showcased, person_draw.showcased
+    if size < len(showcased) or persons < len(person_showcased) + 1:
         raise ValueError(
-            f"the demo needs at least {len(CASES)} enterprises and "
-            f"{len(PERSON_CASES) + 1} persons to hold every kind of case"
+            f"the demo needs at least {len(showcased)} enterprises and "
+            f"{len(person_showcased) + 1} persons to hold every kind of case"
         )
     today = today or china_today()
     rng = random.Random(seed)
     people: list[Person] = []
     seen_ids: set[str] = set()
     for i in range(persons):
-        if i < len(PERSON_CASES):
-            cases = frozenset({PERSON_CASES[i]})
-        else:
-            cases = frozenset(c for c, p in PERSON_CASE_RATES.items() if rng.random() < p)
+        cases = person_draw.cases(i, rng)
         while True:
             male = rng.random() < 0.6
             birth = today - timedelta(days=rng.randrange(22 * 365, 70 * 365))
@@ -241,13 +314,10 @@ def build_population(size: int = 2000, persons: int = 500, seed: int | None = No
     seen: set[str] = set()
     names: set[str] = set()
     for i in range(size):
-        if i < len(CASES):
-            cases = frozenset({CASES[i]}) - {"clean"}
-        else:
-            cases = frozenset(c for c, p in CASE_RATES.items() if rng.random() < p)
+        cases = enterprise_draw.cases(i, rng)
         division = rng.choice(home.divisions)
         entity_type = rng.choice(_ENTITY_TYPES)
-        if i < len(CASES):
+        if i < len(showcased):
             entity_type = "1100"  # showcases are companies, which every department records
         while True:
             uscc = make_uscc(rng, division, entity_type)
@@ -274,8 +344,8 @@ def build_population(size: int = 2000, persons: int = 500, seed: int | None = No
             cases=cases,
         ))
     population = Population(seed, today, enterprises, people, city=home)
-    population.showcase = {case: enterprises[i] for i, case in enumerate(CASES)}
-    population.person_showcase = {case: people[i] for i, case in enumerate(PERSON_CASES)}
+    population.showcase = {case: enterprises[i] for i, case in enumerate(showcased)}
+    population.person_showcase = {case: people[i] for i, case in enumerate(person_showcased)}
     return population
 
 

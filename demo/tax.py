@@ -17,9 +17,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from connectors.tax import arrears, metadata, ratings
+from demo.department import DemoDepartment
 from demo.population import DIVISION_NAMES, Enterprise, Population
 
-__all__ = ["metadata", "rows", "published_on", "latest_published_year"]
+__all__ = ["DEPARTMENT", "metadata", "rows", "published_on", "latest_published_year"]
+
+DEPARTMENT = DemoDepartment(
+    module=__name__, source="tax", connector="tax",
+    department="国家税务总局惠州市税务局", database="tax",
+)
 
 SCORES = {"A": (90, 100), "B": (70, 90), "M": (70, 90), "C": (40, 70), "D": (0, 40)}
 TAX_TYPES = ("增值税", "企业所得税", "城市维护建设税", "房产税", "城镇土地使用税", "印花税")

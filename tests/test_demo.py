@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import importlib
 import json
+import pkgutil
 import re
 import sqlite3
 from datetime import date
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+import demo as demo_package
+from connectors import CONNECTORS, RECORD_TYPES
 from connectors.court import dishonest_debtors
 from connectors.credit_office import credit_lists, licences, penalties, repairs
 from connectors.environment import penalties as environment_penalties
 from connectors.market import ABNORMAL_REASONS, abnormal_operations, serious_violations
 from demo import court, credit_office, dongguan, environment, market
 from demo.dongguan import create_dongguan_app
+from demo.department import DemoDepartment, discover_departments
 from demo.federation import PARTNER_CLIENT_ID, gateway_with_token_endpoint, partner_sources_text
-from demo.generate import create_demo_data
+from demo.generate import create_demo_data, demo_sources
 from demo.population import (
     CASES,
     CITIES,
@@ -30,6 +37,7 @@ from demo.population import (
 )
 from core.codes import organization_code_problem, validate_resident_id, validate_uscc
 from gateway.settings import load_settings
+from gateway.sources import SourceRegistry
 from tests.connectors.http_server import LiveServer
 from tests.gateway_fixtures import Gateway
 
@@ -65,12 +73,90 @@ def test_population_is_deterministic_and_codes_are_valid():
 
 def test_every_case_has_a_showcase():
     population = build_population(100, 20, today=TODAY)
-    assert set(population.showcase) == set(CASES)
+    departments = discover_departments()
+    assert set(population.showcase) == set(CASES).union(*(d.cases for d in departments))
     assert population.showcase["clean"].cases == frozenset()
     for case, enterprise in population.showcase.items():
         if case != "clean":
             assert enterprise.cases == {case}
-    assert set(population.person_showcase) == set(PERSON_CASES)
+    assert set(population.person_showcase) == set(PERSON_CASES).union(
+        *(d.person_cases for d in departments))
+    for case, person in population.person_showcase.items():
+        assert person.cases == {case}
+
+
+def _supplies_rows(module) -> bool:
+    return isinstance(getattr(module, "metadata", None), sa.MetaData) and callable(
+        getattr(module, "rows", None))
+
+
+def test_discovery_finds_every_demo_department_module():
+    """Every module of ``demo`` that supplies legacy tables and their rows
+    declares a department, and only those; each fills its connector's tables."""
+    modules = [importlib.import_module(f"demo.{m.name}")
+               for m in pkgutil.iter_modules(demo_package.__path__) if m.name != "__main__"]
+    departments = discover_departments()
+    assert [d.module for d in departments] == sorted(
+        m.__name__ for m in modules if _supplies_rows(m))
+    assert all(m.DEPARTMENT in departments for m in modules if hasattr(m, "DEPARTMENT"))
+    for department in departments:
+        connector = CONNECTORS[department.connector]  # a registered connector kind
+        assert department.metadata is importlib.import_module(connector.__module__).metadata
+        assert "惠州" in department.department  # other cities replace it by their name
+    for city in ("huizhou", "shenzhen"):
+        ids = [s.source_id for s in demo_sources(city)]
+        assert len(set(ids)) == len(ids) == len(departments)
+
+
+@pytest.mark.parametrize("city", ["huizhou", "shenzhen"])
+def test_the_generated_sources_serve_every_record_type(tmp_path, city):
+    config = create_demo_data(tmp_path, size=40, persons=10, today=TODAY, city=city,
+                              neighbour=build_population(40, 10, today=TODAY))
+    settings = load_settings(config, env={})
+    expected = demo_sources(city)
+    assert [s.id for s in settings.sources] == [s.source_id for s in expected]
+    assert [s.department for s in settings.sources] == [s.department_name for s in expected]
+    assert all(s.connector in CONNECTORS for s in settings.sources)
+    registry = SourceRegistry.from_settings(settings)
+    try:
+        local = {name for name, sources in registry.by_record_type.items()
+                 if any(not source.is_partner for source in sources)}
+        assert set(RECORD_TYPES) <= local
+    finally:
+        asyncio.run(registry.aclose())
+
+
+def test_a_department_s_own_cases_get_showcases_and_leave_the_rest_as_it_was():
+    new = DemoDepartment(module="demo.new_department", source="new", connector="market",
+                         department="惠州市新局", database="new",
+                         cases={"new_case": 0.2}, person_cases={"person_new_case": 0.2})
+    before = build_population(300, 50, today=TODAY)
+    after = build_population(300, 50, today=TODAY, departments=(*discover_departments(), new))
+    again = build_population(300, 50, today=TODAY, departments=(*discover_departments(), new))
+    assert (after.enterprises, after.persons) == (again.enterprises, again.persons)
+    showcase, person_showcase = len(before.showcase), len(before.person_showcase)
+    assert after.showcase["new_case"] is after.enterprises[showcase]
+    assert after.showcase["new_case"].cases == {"new_case"}
+    assert after.person_showcase["person_new_case"] is after.persons[person_showcase]
+    assert after.person_showcase["person_new_case"].cases == {"person_new_case"}
+    assert {case: e.uscc for case, e in before.showcase.items()} == {
+        case: e.uscc for case, e in after.showcase.items() if case != "new_case"}
+    for index, (old, now) in enumerate(zip(before.enterprises, after.enterprises)):
+        if index != showcase:
+            assert (old.uscc, old.name, old.legal_representative.id_number) == (
+                now.uscc, now.name, now.legal_representative.id_number)
+            assert now.cases - {"new_case"} == old.cases
+    for index, (old, now) in enumerate(zip(before.persons, after.persons)):
+        assert (old.id_number, old.name) == (now.id_number, now.name)
+        if index != person_showcase:
+            assert now.cases - {"person_new_case"} == old.cases
+    assert sum("new_case" in e.cases for e in after.enterprises) > 20
+    assert sum("person_new_case" in p.cases for p in after.persons) > 3
+    listed = dataclasses.replace(new, cases={"tax_a": 0.1})
+    with pytest.raises(ValueError, match="tax_a"):
+        build_population(300, 50, today=TODAY, departments=(listed,))
+    with pytest.raises(ValueError, match="two departments"):
+        build_population(300, 50, today=TODAY, departments=(new, dataclasses.replace(new, source="x")))
 
 
 def test_too_small_a_population_is_refused():
@@ -81,12 +167,11 @@ def test_too_small_a_population_is_refused():
 def test_demo_data_is_created_once_and_reused(tmp_path):
     config = create_demo_data(tmp_path, size=40, persons=10, today=TODAY)
     settings = load_settings(config, env={})
-    assert {s.id for s in settings.sources} == {
-        "hz-market", "hz-tax", "hz-court", "hz-hrss", "hz-environment", "hz-credit",
-    }
+    assert [s.id for s in settings.sources] == [
+        d.source_id("hz") for d in discover_departments()]
     assert settings.graphiql is True
     databases = sorted(p.name for p in tmp_path.glob("*.db"))
-    assert len(databases) == 6
+    assert databases == sorted(f"{d.database}.db" for d in discover_departments())
     stamp = (tmp_path / "market.db").stat().st_mtime_ns
     assert create_demo_data(tmp_path, size=40, persons=10, today=TODAY) == config
     assert (tmp_path / "market.db").stat().st_mtime_ns == stamp

@@ -5,12 +5,17 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
 from starlette.testclient import TestClient
 
+from connectors import CONNECTORS, RECORD_TYPES
+from connectors.base import Connector
+from core.records.base import Key, RecordType
+from demo.generate import demo_sources
 from demo.issuer import ensure_signing_key, issue_token
 from gateway.app import create_app
 from gateway.clock import china_today
@@ -20,9 +25,51 @@ from gateway.sources import SourceRegistry
 TODAY = china_today()  # row rules are evaluated on the real date, in China
 DEMO_SIZE = 600
 DEMO_PERSONS = 40
-SOURCE_IDS = {"hz-market", "hz-tax", "hz-court", "hz-hrss", "hz-environment", "hz-credit"}
 # A client and purpose that may see every data item (row rules still apply).
 SUPERVISOR = ("hz-market-app", "SUPERVISION")
+
+
+def local_sources(settings: Settings) -> dict[str, type[Connector]]:
+    """The configured sources that are not partner cities -> their connector classes."""
+    return {s.id: CONNECTORS[s.connector] for s in settings.sources
+            if not CONNECTORS[s.connector].is_partner}
+
+
+def source_ids(settings: Settings) -> set[str]:
+    """The ids of the local (not partner) sources configured in ``settings``."""
+    return set(local_sources(settings))
+
+
+def demo_connectors() -> dict[str, type[Connector]]:
+    """The local sources of Huizhou's demo configuration (``demo.generate``
+    writes one per demo department; the ``demo_settings`` fixture loads it)
+    -> their connector classes, known without making the data."""
+    connectors = {s.source_id: CONNECTORS[s.department.connector] for s in demo_sources()}
+    return {source_id: c for source_id, c in connectors.items() if not c.is_partner}
+
+
+# The demo's local source ids, for module-level tables; with settings at hand
+# use ``source_ids(settings)`` (tests/test_gateway.py checks that they agree).
+SOURCE_IDS = set(demo_connectors())
+# Every record type served as a field of Entity, by GraphQL field name, in schema order.
+ENTITY_RECORD_TYPES: dict[str, RecordType] = {
+    rt.field: rt for rt in RECORD_TYPES.values() if Key.USCC in rt.fields}
+
+
+def statements_per_source(sources: Mapping[str, Any], record_types: Iterable[str],
+                          batches: int = 1) -> dict[str, int]:
+    """What the sources' declarations say reading ``record_types`` costs: one
+    statement per record type a source serves (its ``record_types``), per batch
+    of keys; sources serving none of them are left out. ``sources`` maps source
+    ids to connectors or connector classes (``registry.connectors``,
+    ``local_sources(settings)``); partner cities send no statements and are
+    left out, so a single record type is read from its one local source."""
+    wanted = set(record_types)
+    unknown = wanted - set(RECORD_TYPES)
+    assert not unknown, f"not declared record types: {sorted(unknown)}"
+    counts = {source_id: batches * len(wanted & set(source.record_types))
+              for source_id, source in sources.items() if not source.is_partner}
+    return {source_id: n for source_id, n in counts.items() if n}
 
 
 def with_source(settings: Settings, source_id: str, **changes: Any) -> Settings:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from connectors import RECORD_TYPES
 from gateway.catalog import DEFAULT_CATALOG, load_catalog, parse_catalog
 from core.errors import ConfigurationError
 from gateway.policy import explain
@@ -70,6 +71,9 @@ def policy():
 def test_the_shipped_catalog_decides_every_field_of_the_schema(policy):
     assert list(policy.catalog.purposes) == PURPOSES
     assert set(policy.catalog.items) == set(ITEM_ACCESS)
+    # So ITEM_ACCESS covers every field a record type serves (connectors.RECORD_TYPES).
+    served = {f"{key.owner}.{rt.field}" for rt in RECORD_TYPES.values() for key in rt.fields}
+    assert served and served <= {c for item in policy.catalog.items.values() for c in item.fields}
 
 
 LEGAL_BASES = {"PUBLIC_DISCLOSURE": "public_information", "FINANCING": "public_information",
@@ -145,10 +149,6 @@ GREEN_CARDS = {grade.name: SimpleNamespace(grade=grade) for grade in Environment
 COMMITMENTS = {status.name: SimpleNamespace(fulfilment=status) for status in FulfilmentStatus}
 SHARED_PENALTIES = {"minor_recent", "general_recent", "serious_2y"}
 
-LIST_FIELDS = {"penalties": "Entity.penalties", "credit_lists": "Entity.creditLists",
-               "dishonest_debtors": "Entity.dishonestDebtorRecords",
-               "tax_ratings": "Entity.taxRatings", "commitments": "Entity.commitments",
-               "environmental_ratings": "Entity.environmentalRatings"}
 # record type -> purpose -> records kept (purposes not listed keep what "*" says);
 # purposes that may not use the list at all are checked to have no filter.
 ROW_OUTCOMES = {
@@ -182,6 +182,8 @@ ROW_OUTCOMES = {
         "*": set(GREEN_CARDS),
     }),
 }
+# record type -> the Entity field serving it (its declaration in connectors.RECORD_TYPES)
+LIST_FIELDS = {name: f"Entity.{RECORD_TYPES[name].field}" for name in ROW_OUTCOMES}
 
 
 @pytest.mark.parametrize("purpose", PURPOSES)

@@ -44,6 +44,7 @@ from connectors.credit_office import (
     repairs,
 )
 from demo import environment
+from gateway.catalog import load_catalog
 from demo.department import DemoClient, DemoDepartment
 from demo.population import City, Enterprise, Population, organ_uscc
 from core.codes import complete_uscc
@@ -161,8 +162,13 @@ _COMMITMENTS = (
 _COMMITMENT_RATE = 0.2
 _OTHER_REPAIR_RATE = 0.4
 _OLD_LIST_RATE = 0.04
-FINANCING_PURPOSE = "03"  # ``sqyt`` of 融资授信 (FINANCING)
-CATEGORY_CODES = ("SW", "SB", "HB")  # ``sjlb``: tax, social insurance, environment
+# The codes authorizations are written with come from the shipped catalog:
+# ``sqyt`` of 融资授信 (FINANCING), and ``sjlb`` of every data category it
+# knows (tax, social insurance, environment...), in the catalog's order.
+_CATALOG = load_catalog()
+(FINANCING_PURPOSE,) = _CATALOG.purposes["FINANCING"].authorization_codes
+CATEGORY_CODES = tuple(code for category in _CATALOG.categories.values()
+                       for code in sorted(category.authorization_codes))
 FINANCING_CASES = ("financing_authorized", "financing_expired", "financing_revoked")
 
 

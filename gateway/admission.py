@@ -49,8 +49,8 @@ MAX_VALIDATION_ERRORS = 20
 _SCHEMA_HINTS = re.compile(r"\s*Did you mean [^?]*\?| on type '[^']*'")
 
 # Root fields -> how many subjects they ask about (see ``_subjects``).
-SINGLE_SUBJECT_FIELDS = frozenset({"entity", "person"})
-LIST_SUBJECT_FIELDS = {"entities": "usccs"}
+SINGLE_SUBJECT_FIELDS = frozenset({"entity", "person", "financingProfile"})
+LIST_SUBJECT_FIELDS = {"entities": "usccs", "financingProfiles": "usccs"}
 PAGED_SUBJECT_FIELDS = {"searchEntities": ("first", 20)}
 
 

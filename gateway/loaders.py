@@ -212,6 +212,10 @@ class Loaders:
                 self._answers[(record_type, key)][position] = answer
         return settle
 
+    def sources_of(self, record_type: str, key: Any) -> list[Connector]:
+        """The sources this request asks for ``key``'s ``record_type``."""
+        return self._sources(record_type, key)
+
     def _sources(self, record_type: str, key: Any) -> list[Connector]:
         """The sources asked for ``key``'s ``record_type``, in merge order."""
         if not RECORD_TYPES[record_type].many:

@@ -280,6 +280,7 @@ def check_catalog(
     fields: Mapping[str, FieldShape],
     record_types: Mapping[str, str],
     maskable: Iterable[str],
+    gates: Iterable[str] = (),
 ) -> None:
     """Raise ``ConfigurationError`` unless the catalog decides every field of the
     schema and every decision can be enforced:
@@ -307,9 +308,11 @@ def check_catalog(
                 f"item {item.id!r} has a mask but field(s) "
                 f"{sorted(set(item.fields) - maskable)} cannot apply it"
             )
-        if item.authorized_purposes and not any(c in record_types for c in item.fields):
+        if item.authorized_purposes and not any(
+                c in record_types or c in gates for c in item.fields):
             raise ConfigurationError(
-                f"item {item.id!r} needs authorization but has no source-backed field to gate"
+                f"item {item.id!r} needs authorization but has no field that checks it "
+                "(a source-backed field or an authorization gate)"
             )
     rules: dict[str, tuple[str, tuple[str, ...]]] = {}
     for coordinate, record_type in record_types.items():
@@ -371,8 +374,9 @@ class Policy:
     for every purpose computed once."""
 
     def __init__(self, catalog: Catalog, fields: Mapping[str, FieldShape],
-                 record_types: Mapping[str, str], maskable: Iterable[str]) -> None:
-        check_catalog(catalog, fields, record_types, maskable)
+                 record_types: Mapping[str, str], maskable: Iterable[str],
+                 gates: Iterable[str] = ()) -> None:
+        check_catalog(catalog, fields, record_types, maskable, frozenset(gates))
         self.catalog = catalog
         self.decisions = {code: decide(catalog, code, record_types) for code in catalog.purposes}
 

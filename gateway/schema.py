@@ -21,6 +21,7 @@ from gateway.strawberry_internals import graphql_core_schema
 from core.masking import MaskedIdentifier
 from core.scalars import SCALAR_MAP
 from resolvers.entity import RECORD_TYPE
+from resolvers.financing import GATES_AUTHORIZATION
 from resolvers.query import Query
 
 log = logging.getLogger("gateway.requests")
@@ -129,7 +130,17 @@ def masked_fields() -> set[str]:
     }
 
 
+def authorization_gates() -> set[str]:
+    """Coordinates of fields that check the subject's authorization themselves
+    (beside the source-backed fields): the financing profile's parts."""
+    return {
+        coordinate for coordinate, field in _strawberry_fields()
+        if field is not None and (field.metadata or {}).get(GATES_AUTHORIZATION)
+    }
+
+
 def build_policy(catalog: Catalog) -> Policy:
     """The catalog checked against this schema (``ConfigurationError`` if it
     leaves a field undecided or cannot be enforced)."""
-    return Policy(catalog, schema_fields(graphql_schema()), source_record_types(), masked_fields())
+    return Policy(catalog, schema_fields(graphql_schema()), source_record_types(), masked_fields(),
+                  authorization_gates())

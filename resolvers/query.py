@@ -12,6 +12,7 @@ from core.text import first_invisible
 from resolvers.access import my_access
 from resolvers.audit import audit_trail
 from resolvers.entity import Entity, Person, prefetch
+from resolvers.financing import MAX_PORTFOLIO, FinancingProfile, financing_profiles
 from core.scalars import USCC, ResidentId
 from resolvers.info import Info
 
@@ -102,6 +103,21 @@ class Query:
             end_cursor=page[-1].uscc if has_next else None,
             has_next_page=has_next,
         )
+
+    @strawberry.field(description="One SME's financing profile (信易贷), for bank portals "
+                      "under the FINANCING purpose.")
+    async def financing_profile(self, uscc: USCC, info: Info) -> Optional[FinancingProfile]:
+        (profile,) = await financing_profiles(info, [subject(info, uscc)])
+        return profile
+
+    @strawberry.field(description=f"A portfolio's financing profiles, in the order asked: at "
+                      f"most {MAX_PORTFOLIO} enterprises per request.")
+    async def financing_profiles(
+        self, usccs: list[USCC], info: Info
+    ) -> Optional[list[FinancingProfile]]:
+        for uscc in usccs:
+            subject(info, uscc)
+        return await financing_profiles(info, usccs)
 
     my_access = strawberry.field(
         resolver=my_access,

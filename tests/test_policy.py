@@ -51,6 +51,9 @@ ITEM_ACCESS = {
     "repairs":                 "------AAA-",
     "access_history":          "--------AA",
     "audit_trail":             "---------A",
+    "financing_profile":       "----A-----",
+    "financing_tax":           "----Z-----",
+    "financing_employment":    "----Z-----",
 }
 MASKED_FIELDS = {"Registration.legalRepresentativeIdNumber",
                  "DishonestDebtorRecord.subjectIdNumber", "Person.idNumber"}

@@ -1,6 +1,8 @@
 """The demo's subcommands of ``credit-gateway`` (entry point ``credit_gateway.commands``):
 ``demo`` creates the demo databases if absent and serves them with the partner
-simulators; ``token`` prints a demo access token for a registered client."""
+simulators (and names the persisted operations the demo's banks run);
+``token`` prints a demo access token for a registered client (the banks'
+tokens run only those operations)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from gateway.cli import DEFAULT_DATA_DIR, serve
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from demo.federation import prepare_federation
-    from demo.generate import create_demo_data
+    from demo.generate import create_demo_data, demo_operations
 
     print(f"Preparing demo databases in {args.data_dir} ({args.size} enterprises)...", flush=True)
     config_path = create_demo_data(args.data_dir, size=args.size, persons=args.persons)
@@ -26,6 +28,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for name, _, port in partners:
             print(f"Partner {name}: http://{args.host}:{port}")
     print(f"Configuration: {config_path}")
+    for operation in demo_operations():
+        print(f"Persisted operation {operation.name} ({', '.join(operation.clients)}): "
+              f'{{"documentId": "{operation.document_id}"}}')
     print(f"GraphQL (with GraphiQL): http://{args.host}:{args.port}/graphql", flush=True)
     return serve(config_path, args.host, args.port, partners)
 

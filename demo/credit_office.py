@@ -66,8 +66,9 @@ BANKS = {
 DEPARTMENT = DemoDepartment(
     module=__name__, source="credit", connector="credit_office",
     department="惠州市发展和改革局（市公共信用信息管理系统）", database="credit_office",
-    # The banks the authorizations name are clients of the demo registry.
-    clients=tuple(DemoClient(client_id, name, code, "bank", ("FINANCING",))
+    # The banks the authorizations name are clients of the demo registry; their
+    # portals run only the persisted operations the demo registers for them.
+    clients=tuple(DemoClient(client_id, name, code, "bank", ("FINANCING",), persisted_only=True)
                   for client_id, (code, name) in BANKS.items()),
 )
 

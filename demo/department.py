@@ -44,7 +44,10 @@ HOME_CITY_NAME = "惠州"
 
 @dataclass(frozen=True, slots=True)
 class DemoClient:
-    """A client of the demo's (Huizhou's) registry, as ``gateway/clients.py`` reads it."""
+    """A client of the demo's (Huizhou's) registry, as ``gateway/clients.py`` reads it.
+
+    ``persisted_only``: the client may run only persisted operations (the
+    demo registers the bank portal's for its banks, ``demo/operations/``)."""
 
     client_id: str
     organization: str
@@ -52,6 +55,7 @@ class DemoClient:
     kind: str
     purposes: tuple[str, ...]
     city: str = HOME_CITY_NAME
+    persisted_only: bool = False
 
 
 @dataclass(frozen=True)

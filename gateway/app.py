@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
@@ -25,6 +26,7 @@ from gateway.clients import load_clients
 from gateway.context import RequestContext, Services
 from gateway.enforcement import PlanCache
 from gateway.loaders import Loaders
+from gateway.operations import Operation, OperationStore
 from gateway.recording import AuditRecorder
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
@@ -33,15 +35,18 @@ from gateway.http import GraphQLEndpoint
 from gateway.schema import build_policy, graphql_schema, schema, source_field_names
 
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
+log = logging.getLogger("gateway.app")
 
 
 def context_factory(services: Services) -> Any:
     """The function building each request's ``RequestContext`` (see
     ``gateway.http``): the admitted operation's enforcement plan first (once
-    per text, operation and purpose), then the loaders made from it."""
+    per text, operation and purpose), then the loaders made from it;
+    ``persisted`` is the persisted operation the request runs, if any."""
 
     def make_context(request: Request, caller: Caller, request_id: str, response: Response,
-                     admitted: Admitted, started: float) -> RequestContext:
+                     admitted: Admitted, started: float,
+                     persisted: Operation | None = None) -> RequestContext:
         decision = services.policy.decisions[caller.purpose]
         today = clock.china_today()
         plan = None if admitted.errors else services.plans.plan(services.schema, admitted,
@@ -66,6 +71,7 @@ def context_factory(services: Services) -> Any:
             plan=plan,
             on_behalf_of=visible(unquote(request.headers.get(ON_BEHALF_OF_HEADER, "")))[:200]
             or None,
+            persisted=persisted,
         )
 
     return make_context
@@ -89,11 +95,17 @@ def freeze_startup_heap() -> None:
 
 def create_app(settings: Settings, registry: SourceRegistry | None = None) -> Starlette:
     """The gateway for ``settings``; raises ``ConfigurationError`` if the policy,
-    clients, keys or sources cannot be set up. Connections open lazily and
-    close at shutdown."""
+    clients, persisted operations, keys or sources cannot be set up.
+    Connections open lazily and close at shutdown."""
     catalog = load_catalog(settings.policy_file or None)
     policy = build_policy(catalog)
     clients = load_clients(settings.auth.clients_file, catalog.purposes)
+    operations = OperationStore(settings.operations_file, clients, graphql_schema()) \
+        if settings.operations_file else None
+    persisted_only = sorted(c.id for c in clients.values() if c.persisted_only)
+    if persisted_only and operations is None:
+        log.warning("client(s) %s may run only persisted operations, and no operations_file "
+                    "is configured: they can run nothing", ", ".join(persisted_only))
     verifier = TokenVerifier(settings.auth)
     registry = registry or SourceRegistry.from_settings(settings)
     store = AuditStore(settings.audit.url)
@@ -119,6 +131,7 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
         recorder, context_factory(services),
         introspection_for=lambda caller: settings.introspection or caller.client.introspection,
         graphiql_html=get_graphql_ide_html("graphiql") if settings.graphiql else None,
+        operations=operations,
     )
     return Starlette(
         routes=[

@@ -74,7 +74,110 @@ def cmd_clients(args: argparse.Namespace) -> int:
                    ", ".join(sorted(client.purposes)) or "(no purposes)"]
         if client.rejects_denied:
             columns.append("(operations with a denied field are rejected whole)")
+        if client.persisted_only:
+            columns.append("(persisted operations only)")
         print("\t".join(columns))
+    return 0
+
+
+def _operations_file(settings, config: Path) -> Path:
+    if not settings.operations_file:
+        raise ConfigurationError(f"{config}: no operations_file in [gateway]: set one (a path "
+                                 f"relative to the configuration) to keep persisted operations")
+    return Path(settings.operations_file)
+
+
+def _stored_operations(path: Path, create: bool = False) -> dict:
+    from gateway.operations import read_operations
+
+    if create and not path.exists():
+        return {}
+    return read_operations(path)
+
+
+def cmd_operations_add(args: argparse.Namespace) -> int:
+    """Validate a document against the schema and register it in the
+    configured operations file (created if absent)."""
+    from graphql import GraphQLError, parse, validate
+
+    from gateway.catalog import load_catalog
+    from gateway.clients import load_clients
+    from gateway.operations import added, operation_of, write_operations
+    from gateway.schema import graphql_schema
+
+    settings = _settings(args)
+    path = _operations_file(settings, args.config)
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"credit-gateway: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 1
+    clients = list(dict.fromkeys(args.client or ()))
+    registry = load_clients(settings.auth.clients_file,
+                            load_catalog(settings.policy_file or None).purposes)
+    unknown = [c for c in clients if c not in registry]
+    if unknown:
+        print(f"credit-gateway: no client {', '.join(map(repr, unknown))} in the registry; "
+              f"see `credit-gateway clients`", file=sys.stderr)
+        return 1
+    try:
+        operation = operation_of(text, args.name, clients, where=str(args.file))
+        errors = validate(graphql_schema(), parse(text))
+    except (ConfigurationError, GraphQLError) as exc:
+        print(f"credit-gateway: {exc}", file=sys.stderr)
+        return 1
+    if errors:
+        for error in errors:
+            where = ", ".join(f"line {loc.line}, column {loc.column}"
+                              for loc in error.locations or ())
+            print(f"{args.file}: {error.message}" + (f" ({where})" if where else ""),
+                  file=sys.stderr)
+        print(f"credit-gateway: {args.file} does not validate against the schema: not added",
+              file=sys.stderr)
+        return 1
+    stored = _stored_operations(path, create=True)
+    if stored.get(operation.sha256) == operation:
+        print(f"already registered: {operation.name}\t{operation.document_id}")
+        return 0
+    try:
+        updated = added(stored, operation)
+    except ConfigurationError as exc:
+        print(f"credit-gateway: {exc}", file=sys.stderr)
+        return 1
+    write_operations(path, updated.values())
+    print(f"added {operation.name}\t{operation.document_id}\t"
+          f"{', '.join(operation.clients) or '(any client)'}")
+    return 0
+
+
+def cmd_operations_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    stored = _stored_operations(_operations_file(settings, args.config))
+    for operation in sorted(stored.values(), key=lambda o: (o.name, o.sha256)):
+        print(f"{operation.name}\t{operation.document_id}\t"
+              f"{', '.join(operation.clients) or '(any client)'}")
+    return 0
+
+
+def cmd_operations_remove(args: argparse.Namespace) -> int:
+    from gateway.operations import matching, write_operations
+
+    settings = _settings(args)
+    path = _operations_file(settings, args.config)
+    stored = _stored_operations(path)
+    found = matching(stored, args.operation)
+    if not found:
+        print(f"credit-gateway: no persisted operation {args.operation!r} in {path}",
+              file=sys.stderr)
+        return 1
+    if len(found) > 1:
+        print(f"credit-gateway: {len(found)} operations are named {args.operation!r} (for "
+              f"different clients): remove one by its hash, "
+              f"{', '.join(o.document_id for o in found)}", file=sys.stderr)
+        return 1
+    (operation,) = found
+    write_operations(path, [o for o in stored.values() if o.sha256 != operation.sha256])
+    print(f"removed {operation.name}\t{operation.document_id}")
     return 0
 
 
@@ -232,6 +335,29 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--config", type=Path, default=default_config)
     prune.add_argument("--dry-run", action="store_true", help="change nothing, report only")
     prune.set_defaults(handler=cmd_audit_prune)
+
+    operations = commands.add_parser(
+        "operations", help="the persisted operations of the configured operations_file")
+    operation_commands = operations.add_subparsers(dest="operations_command", required=True)
+    add = operation_commands.add_parser(
+        "add", help="validate a GraphQL document against the schema and register it "
+        "(the operations file is created if absent)")
+    add.add_argument("file", type=Path, metavar="FILE.graphql",
+                     help="one operation (and its fragments); its SHA-256 is of the file's text")
+    add.add_argument("--client", action="append", metavar="ID",
+                     help="a client allowed to run it (repeat for several; none: any client)")
+    add.add_argument("--name", help="the operation's name (default: its own; required when "
+                     "it is anonymous)")
+    add.add_argument("--config", type=Path, default=default_config)
+    add.set_defaults(handler=cmd_operations_add)
+    listing = operation_commands.add_parser("list", help="name, hash and clients of each")
+    listing.add_argument("--config", type=Path, default=default_config)
+    listing.set_defaults(handler=cmd_operations_list)
+    remove = operation_commands.add_parser("remove", help="unregister an operation")
+    remove.add_argument("operation", metavar="NAME_OR_HASH",
+                        help="its name, or its hash (sha256:<hex> or the hex alone)")
+    remove.add_argument("--config", type=Path, default=default_config)
+    remove.set_defaults(handler=cmd_operations_remove)
 
     policy = commands.add_parser("policy", help="check or explain the purpose-of-use policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)

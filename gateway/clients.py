@@ -12,6 +12,9 @@ A TOML file, one table per client id (the ``client_id`` of its tokens)::
     introspection = false         # true: may introspect the schema and get "did you mean" hints
                                   # (internal apps building views), even where the gateway's
                                   # `introspection` setting is off
+    persisted_only = false        # true: may run only persisted operations (gateway/operations.py,
+                                  # by `documentId`); a `query` text is refused, 403
+                                  # PERSISTED_OPERATION_REQUIRED, before it is parsed
 
 Validated strictly: unknown keys, kinds, purposes or values are errors.
 """
@@ -54,6 +57,7 @@ class Client:
     organization_code: str | None = None
     on_denied: OnDenied = OnDenied.PARTIAL
     introspection: bool = False
+    persisted_only: bool = False  # may run only persisted operations, never a query text
 
     @property
     def rejects_denied(self) -> bool:
@@ -62,7 +66,7 @@ class Client:
 
 
 _REQUIRED = {"organization", "city", "kind", "purposes"}
-_OPTIONAL = {"organization_code", "on_denied", "introspection"}
+_OPTIONAL = {"organization_code", "on_denied", "introspection", "persisted_only"}
 
 
 def parse_clients(
@@ -103,10 +107,13 @@ def parse_clients(
         introspection = table.get("introspection", False)
         if not isinstance(introspection, bool):
             raise ConfigurationError(f"{section}: introspection must be true or false")
+        persisted_only = table.get("persisted_only", False)
+        if not isinstance(persisted_only, bool):
+            raise ConfigurationError(f"{section}: persisted_only must be true or false")
         clients[client_id] = Client(
             id=client_id, organization=table["organization"], city=table["city"], kind=kind,
             purposes=frozenset(purposes), organization_code=code, on_denied=on_denied,
-            introspection=introspection,
+            introspection=introspection, persisted_only=persisted_only,
         )
     return clients
 

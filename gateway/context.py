@@ -9,6 +9,7 @@ from typing import Any
 from gateway.clients import Client
 from gateway.enforcement import Plan, PlanCache
 from gateway.loaders import Loaders
+from gateway.operations import Operation
 from gateway.policy import Decision, Policy
 from gateway.recording import AuditRecorder
 from gateway.settings import Settings
@@ -45,7 +46,8 @@ class RequestContext:
     ``loaders.withheld`` record what the policy did, for the response and
     the audit trail; ``subjects`` are the organizations and (hashed) persons
     the request asked about. ``response`` is the HTTP response being built
-    (status and headers).
+    (status and headers). ``persisted`` is the persisted operation the
+    request runs (``None``: the client sent the text).
     """
 
     services: Services
@@ -60,6 +62,7 @@ class RequestContext:
     admitted: Any = None  # gateway.admission.Admitted
     plan: Plan | None = None
     on_behalf_of: str | None = None  # the organization a partner city asks for
+    persisted: Operation | None = None  # the persisted operation run, if any
     released: set[str] = field(default_factory=set)  # coordinates returned with data
     rejected: bool = False
     subjects: set[str] = field(default_factory=set)

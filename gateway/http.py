@@ -1,8 +1,13 @@
 """GraphQL over HTTP at ``/graphql`` (graphql.github.io/graphql-over-http).
 
 One ``POST`` with a JSON object ``{"query", "variables", "operationName",
-"extensions"}``; queries over ``GET`` are not served (the GraphiQL page is,
-where enabled, to a browser asking for HTML). In order, cheapest first:
+"extensions"}``, or, for a persisted operation (``gateway.operations``),
+``{"documentId": "sha256:<hex>", "variables", "operationName", "extensions"}``
+(the persisted-documents appendix of the specification): the stored text is
+then admitted and run exactly as if the client had sent it, so every limit,
+the policy and the audit trail apply unchanged (the audit record names the
+operation). Queries over ``GET`` are not served (the GraphiQL page is, where
+enabled, to a browser asking for HTML). In order, cheapest first:
 
 ==========================================  ======  ===========================
 what                                        status  ``errors[0].extensions.code``
@@ -12,15 +17,22 @@ another method (or GET without the IDE)     405     ``METHOD_NOT_ALLOWED`` (``Al
 a body that is not ``application/json``     415     ``UNSUPPORTED_MEDIA_TYPE``
 a body over ``max_body_bytes``              413     ``REQUEST_TOO_LARGE`` (not read further)
 no/bad token, purpose...                    4xx     see ``gateway.caller``
-JSON that is not a GraphQL request          400     ``BAD_REQUEST``
+JSON that is not a GraphQL request          400     ``BAD_REQUEST`` (also: both ``query`` and
+                                                    ``documentId``, a malformed ``documentId``)
+text from a ``persisted_only`` client       403     ``PERSISTED_OPERATION_REQUIRED``
+a ``documentId`` the client may not run     400     ``PERSISTED_OPERATION_NOT_FOUND`` (unknown, or
+                                                    another client's: not told apart)
 a limit of ``gateway.admission``            400     the limit's code, with ``limit``
 a document that does not parse / validate   400     ``GRAPHQL_PARSE_FAILED`` / ``..._VALIDATION_FAILED``
 ==========================================  ======  ===========================
 
 Responses are ``application/graphql-response+json`` unless the client
 accepts only ``application/json``; then request errors (the last two rows)
-answer 200, as the specification says for that type. A request error's
-body holds no ``data``. Every response carries ``X-Request-Id``.
+answer 200, as the specification says for that type (so does
+``PERSISTED_OPERATION_NOT_FOUND``). A request error's body holds no
+``data``. Every response carries ``X-Request-Id``. The two refusals of
+persisted operations are recorded in the audit trail as security events,
+like the caller's.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -39,6 +52,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.admission import Admission, Admitted, Refused
 from gateway.caller import PURPOSE_HEADER, Caller, CallerIdentifier, RequestRejected, echoed
+from gateway.operations import Operation, OperationStore, is_document_id
 from gateway.recording import AuditRecorder
 
 log = logging.getLogger("gateway.requests")
@@ -50,8 +64,11 @@ INTERNAL_ERROR = "Internal error."
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,64}")
 
 # (request, caller, request id, response status and headers, the admitted
-# request, perf_counter() at arrival) -> the request's context
-ContextFactory = Callable[[Request, Caller, str, Response, Admitted, float], Any]
+# request, perf_counter() at arrival, the persisted operation run or None)
+# -> the request's context
+ContextFactory = Callable[[Request, Caller, str, Response, Admitted, float, Operation | None], Any]
+# Refusals of an identified caller recorded as security events (as the caller's are).
+RECORDED_REFUSALS = frozenset({"PERSISTED_OPERATION_REQUIRED", "PERSISTED_OPERATION_NOT_FOUND"})
 
 
 def _accepted_type(accept: str | None) -> str | None:
@@ -88,13 +105,17 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 class GraphQLEndpoint:
     """The ASGI endpoint: refuses what it must (table above), identifies the
-    caller, admits the document and executes it through ``schema`` with the
-    context ``make_context`` builds (which gets the admitted document)."""
+    caller, resolves a ``documentId`` through ``operations`` (``None``: no
+    persisted operations), admits the document and executes it through
+    ``schema`` with the context ``make_context`` builds (which gets the
+    admitted document)."""
 
     def __init__(self, schema: Any, admission: Admission, identifier: CallerIdentifier,
                  recorder: AuditRecorder, make_context: ContextFactory,
-                 introspection_for: Callable[[Caller], bool], graphiql_html: str | None) -> None:
+                 introspection_for: Callable[[Caller], bool], graphiql_html: str | None,
+                 operations: OperationStore | None = None) -> None:
         self.schema = schema
+        self.operations = operations
         self.admission = admission
         self.identifier = identifier
         self.recorder = recorder
@@ -161,11 +182,17 @@ class GraphQLEndpoint:
         except ClientDisconnect:
             return _refusal(400, "BAD_REQUEST", "the request body ended early", media_type)
         try:
-            query, variables, operation_name = _graphql_request(body)
+            graphql_request = _graphql_request(body)
+            query, operation_name, persisted = self.document(graphql_request, caller)
+            variables = graphql_request.variables
             admitted = self.admission.admit(query, operation_name, variables,
                                             self.introspection_for(caller))
         except Refused as refused:
             log.info("request %s refused: %s", request_id, refused.message)
+            if refused.code in RECORDED_REFUSALS:
+                await self.recorder.record_refusal(request_id, started, caller.client.id,
+                                                   caller.purpose, refused.code.lower(),
+                                                   refused.message)
             status = refused.status
             if media_type == JSON and status == 400 and refused.code != "BAD_REQUEST":
                 status = 200  # a GraphQL request error, for clients of plain JSON (the spec)
@@ -175,7 +202,8 @@ class GraphQLEndpoint:
         status = Response()
         status.status_code = None  # type: ignore[assignment]
         del status.headers["content-length"]
-        context = self.make_context(request, caller, request_id, status, admitted, started)
+        context = self.make_context(request, caller, request_id, status, admitted, started,
+                                    persisted)
         result = await self.schema.execute(query, variables, context_value=context,
                                            operation_name=operation_name)
         body_data: dict[str, Any] = {}
@@ -198,9 +226,44 @@ class GraphQLEndpoint:
     def encode(body: dict[str, Any]) -> bytes:
         return orjson.dumps(body)
 
+    def document(self, graphql_request: GraphQLRequest,
+                 caller: Caller) -> tuple[str, str | None, Operation | None]:
+        """(text, operation name, persisted operation or ``None``) to admit for
+        the request, or ``Refused``: a text from a persisted-only client, a
+        ``documentId`` the client may not run (the same refusal whether or not
+        it exists for another client), an ``operationName`` the stored
+        document does not hold."""
+        client = caller.client
+        if graphql_request.query is not None:
+            if client.persisted_only:
+                raise Refused("PERSISTED_OPERATION_REQUIRED",
+                              f"client {client.id!r} may run only persisted operations: send "
+                              f"a `documentId` instead of a `query`", status=403)
+            return graphql_request.query, graphql_request.operation_name, None
+        document_id = graphql_request.document_id
+        operation = None if self.operations is None else self.operations.lookup(
+            document_id, client.id)
+        if operation is None:
+            raise Refused("PERSISTED_OPERATION_NOT_FOUND",
+                          f"no persisted operation {document_id} for this client")
+        name = graphql_request.operation_name
+        if name and name not in (operation.name, operation.operation_name):
+            raise Refused("UNKNOWN_OPERATION_NAME", f'Unknown operation named "{echoed(name)}".')
+        return operation.document, operation.operation_name, operation
 
-def _graphql_request(body: bytes) -> tuple[str, dict[str, Any], str | None]:
-    """(query, variables, operationName) of a request body, or ``Refused``."""
+
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    """A request body's parameters: exactly one of ``query`` and ``document_id``."""
+
+    query: str | None
+    document_id: str | None
+    variables: dict[str, Any]
+    operation_name: str | None
+
+
+def _graphql_request(body: bytes) -> GraphQLRequest:
+    """The parameters of a request body, or ``Refused``."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -211,9 +274,16 @@ def _graphql_request(body: bytes) -> tuple[str, dict[str, Any], str | None]:
         kind = {str: "a string", type(None): "null", bool: "a boolean", int: "a number",
                 float: "a number"}.get(type(data), "not an object")
         raise Refused("BAD_REQUEST", f"the request body must be a JSON object, got {kind}")
-    query = data.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise Refused("BAD_REQUEST", "the request needs a `query`: a GraphQL document as a string")
+    query, document_id = data.get("query"), data.get("documentId")
+    if query is not None and document_id is not None:
+        raise Refused("BAD_REQUEST", "send either a `query` or a `documentId`, not both")
+    if document_id is not None:
+        if not is_document_id(document_id):
+            raise Refused("BAD_REQUEST", "`documentId` must be `sha256:` followed by the 64 "
+                                         "lower-case hex digits of the document's SHA-256")
+    elif not isinstance(query, str) or not query.strip():
+        raise Refused("BAD_REQUEST", "the request needs a `query` (a GraphQL document as a "
+                                     "string) or the `documentId` of a persisted operation")
     variables = data.get("variables")
     if variables is None:
         variables = {}
@@ -225,7 +295,7 @@ def _graphql_request(body: bytes) -> tuple[str, dict[str, Any], str | None]:
     extensions = data.get("extensions")
     if extensions is not None and not isinstance(extensions, dict):
         raise Refused("BAD_REQUEST", "`extensions` must be an object or null")
-    return query, variables, operation_name
+    return GraphQLRequest(query, document_id, variables, operation_name)
 
 
 def request_id_from(header: str | None) -> str:

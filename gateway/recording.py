@@ -1,7 +1,8 @@
 """Recording every request in the access audit trail, before its response leaves.
 
 ``AuditTrail`` (a schema extension) writes exactly one record per GraphQL
-operation once it has run, and fails closed: when the record cannot be
+operation once it has run (its ``detail`` names the persisted operation run,
+``persisted operation <name> sha256:<hex>``, if any), and fails closed: when the record cannot be
 committed, the response carries no data and the status 503. Requests refused
 before execution (bad token, unknown purpose...) are recorded as security
 events by ``AuditRecorder.record_refusal``.
@@ -87,8 +88,19 @@ class AuditRecorder:
             sources=tuple(sorted(context.loaders.sources_called)),
             outcome=outcome,
             latency_ms=round((time.perf_counter() - context.started) * 1000, 3),
-            detail=f"on behalf of {context.on_behalf_of}" if context.on_behalf_of else None,
+            detail=self.detail(context),
         )
+
+    @staticmethod
+    def detail(context: Any) -> str | None:
+        """The persisted operation run, and the organization a partner city asked for."""
+        parts = []
+        persisted = getattr(context, "persisted", None)
+        if persisted is not None:
+            parts.append(f"persisted operation {persisted.name} {persisted.document_id}")
+        if context.on_behalf_of:
+            parts.append(f"on behalf of {context.on_behalf_of}")
+        return "; ".join(parts) or None
 
     async def record_refusal(self, request_id: str, started: float, client_id: str | None,
                              purpose: str | None, outcome: str, detail: str) -> None:

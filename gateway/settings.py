@@ -8,6 +8,8 @@ File format::
     graphiql = false                  # serve GraphiQL at GET /graphql
     introspection = false             # introspection and "did you mean" for every client
     policy_file = ""                  # purpose-of-use catalog; empty: the packaged gateway/policy.toml
+    operations_file = ""              # persisted operations (format: gateway/operations.py);
+                                      # empty: none (a persisted_only client then runs nothing)
     # Limits on one request, checked before any work (see gateway/admission.py):
     max_body_bytes = 1048576          # request body (413 beyond, not read further)
     max_query_length = 20000          # characters of the GraphQL document
@@ -120,6 +122,7 @@ class Settings:
     graphiql: bool = False
     introspection: bool = False  # for every client; the registry can enable it per client
     policy_file: str = ""
+    operations_file: str = ""  # persisted operations (gateway/operations.py); empty: none
     # Limits on one request, checked before it is parsed or executed (gateway/admission.py).
     max_body_bytes: int = 1_048_576
     max_query_length: int = 20_000
@@ -133,7 +136,7 @@ class Settings:
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "tuple[str, ...]": tuple}
-_PATH_KEYS = {"clients_file", "jwks_file", "policy_file"}
+_PATH_KEYS = {"clients_file", "jwks_file", "policy_file", "operations_file"}
 
 
 def _keys(cls: type, exclude: set[str]) -> dict[str, type]:

@@ -202,8 +202,9 @@ def population():
 
 
 @pytest.fixture(scope="session")
-def demo_settings(tmp_path_factory, population):
-    """Settings for the demo databases, made once per test session."""
+def generated_demo_settings(tmp_path_factory, population):
+    """Settings for the demo databases exactly as the demo writes them, made
+    once per test session (its banks may run only their persisted operations)."""
     from demo.generate import create_demo_data
     from gateway.settings import load_settings
     from tests.gateway_fixtures import DEMO_PERSONS, DEMO_SIZE, TODAY
@@ -212,3 +213,13 @@ def demo_settings(tmp_path_factory, population):
         tmp_path_factory.mktemp("demo"), size=DEMO_SIZE, persons=DEMO_PERSONS, today=TODAY
     )
     return load_settings(config, env={})
+
+
+@pytest.fixture(scope="session")
+def demo_settings(generated_demo_settings):
+    """The demo's settings with no client persisted-only, so tests may send
+    query text as the demo's banks (tests/test_operations.py tests the demo's
+    registry as generated)."""
+    from tests.gateway_fixtures import without_persisted_only
+
+    return without_persisted_only(generated_demo_settings)

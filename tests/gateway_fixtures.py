@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -85,6 +87,23 @@ def with_all_sources(settings: Settings, **changes: Any) -> Settings:
     return dataclasses.replace(settings, sources=sources)
 
 
+@functools.cache
+def _registry_without_persisted_only(clients_file: str) -> str:
+    source = Path(clients_file)
+    target = source.with_name(f"{source.stem}-without-persisted-only{source.suffix}")
+    text = source.read_text(encoding="utf-8")
+    target.write_text(re.sub(r"(?m)^persisted_only\s*=.*\n", "", text), encoding="utf-8")
+    return str(target)
+
+
+def without_persisted_only(settings: Settings) -> Settings:
+    """``settings`` with a copy of its client registry in which no client is
+    persisted-only: for tests that send query text as the demo's banks
+    (which may run only their persisted operations, tests/test_operations.py)."""
+    return dataclasses.replace(settings, auth=dataclasses.replace(
+        settings.auth, clients_file=_registry_without_persisted_only(settings.auth.clients_file)))
+
+
 def demo_token(settings: Settings, client_id: str, **claims: Any) -> str:
     """A token for ``client_id`` signed with the demo key beside the JWKS."""
     key, _ = ensure_signing_key(Path(settings.auth.jwks_file).parent)
@@ -130,6 +149,16 @@ class Gateway:
         response = self.post(query, as_, **variables)
         assert response.status_code == 200, response.text
         return response.json()
+
+    def run(self, document_id: str, as_: tuple[str, str] = SUPERVISOR,
+            headers: dict[str, str] | None = None, **body: Any):
+        """POST a persisted-document request: ``documentId`` and the other
+        parameters in ``body`` (``variables``, ``operationName``...)."""
+        client_id, purpose = as_
+        return self.client.post("/graphql", json={"documentId": document_id, **body}, headers={
+            "Authorization": f"Bearer {demo_token(self.settings, client_id)}",
+            "X-Purpose-Of-Use": purpose, **(headers or {}),
+        })
 
 
 class StatementCounter:

@@ -1,23 +1,23 @@
 """The query every benchmark sends, as GraphQL and as the ceiling's field list.
 
-``FIELDS`` maps each ``Entity`` field to (record type, the record fields
-selected); the GraphQL text and the ceiling's hand-written JSON both come
-from it, so the two answer the same question with the same statements.
+``FIELDS`` maps each ``Entity`` field of the workload to (record type, the
+record fields selected); the GraphQL text and the ceiling's hand-written
+JSON both come from it, so the two answer the same question with the same
+statements. The workload is the work the peer federation stack
+(``../shared/peer``, Hive Gateway over Node subgraphs) can do too: the
+record types and attributes of ``PEER_WORKLOAD``, whose subgraphs implement
+exactly those. Field names, record types and the order come from the
+connectors' declarations; a source added later is not in the workload
+until the peer serves it (nothing here needs editing for it to run).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
-
 from connectors import RECORD_TYPES
 from core.records.base import Key
 
-# The attributes selected of the record types the peer federation stack
-# (../shared/peer) also serves: it implements exactly these. A record type
-# not listed here (a source added later) is selected whole: its scalar and
-# enum attributes.
-CHOSEN = {
+#: Record type -> the attributes selected: what the peer serves.
+PEER_WORKLOAD = {
     "registration": ("name", "legal_representative", "entity_type", "status",
                      "registered_capital", "established_on"),
     "abnormal_operations": ("reason", "listed_on", "removed_on"),
@@ -36,18 +36,11 @@ CHOSEN = {
 }
 
 
-def _leaves(record: type) -> tuple[str, ...]:
-    """The attributes of ``record`` other than its provenance and its lists."""
-    hints = typing.get_type_hints(record)
-    return tuple(field.name for field in dataclasses.fields(record)
-                 if field.name != "provenance" and "list[" not in str(hints[field.name]))
-
-
-#: Each ``Entity`` field backed by a record type -> (record type, the record
-#: fields selected), in schema order: every source of the schema is asked.
+#: ``Entity`` field -> (record type, the record fields selected), in schema order.
 FIELDS = {
-    declared.field: (declared.name, CHOSEN.get(declared.name) or _leaves(declared.record))
-    for declared in RECORD_TYPES.values() if Key.USCC in declared.fields
+    declared.field: (declared.name, PEER_WORKLOAD[declared.name])
+    for declared in RECORD_TYPES.values()
+    if Key.USCC in declared.fields and declared.name in PEER_WORKLOAD
 }
 PROVENANCE = ("source", "city")
 CLIENT = ("hz-market-app", "SUPERVISION")  # a purpose that may see every item

@@ -17,6 +17,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from connectors.base import serves
+from connectors.legacy import compact_month
 from connectors.sql import SqlConnector, by_keys
 from core.records.hrss import SOCIAL_INSURANCE, SocialInsuranceMonth
 
@@ -33,12 +34,6 @@ contributions = sa.Table(
     sa.Column("qjje", sa.BigInteger, nullable=False),
 )
 
-
-def period(jfny: str) -> str:
-    """``'202503'`` -> ``'2025-03'``; ``ValueError`` for anything else."""
-    if len(jfny) != 6 or not jfny.isdigit() or not 1 <= int(jfny[4:]) <= 12:
-        raise ValueError(f"not a YYYYMM month: {jfny!r}")
-    return f"{jfny[:4]}-{jfny[4:]}"
 
 
 def yuan(fen: int) -> Decimal:
@@ -66,7 +61,7 @@ class SocialInsuranceConnector(SqlConnector):
         return self.grouped(
             usccs, rows, lambda row: row.dwbh,
             lambda row: SocialInsuranceMonth(
-                period=period(row.jfny),
+                period=compact_month(row.jfny),
                 insured_headcount=int(row.cbrs),
                 amount_paid=yuan(row.sjje),
                 arrears=yuan(row.qjje),

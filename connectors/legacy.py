@@ -12,6 +12,13 @@ from datetime import date, datetime, timezone
 CHINA_TZ_OFFSET_SECONDS = 8 * 3600
 
 
+def compact_month(value: str) -> str:
+    """``'202503'`` -> ``'2025-03'``; ``ValueError`` for anything else."""
+    if len(value) != 6 or not value.isdigit() or not 1 <= int(value[4:]) <= 12:
+        raise ValueError(f"not a YYYYMM month: {value!r}")
+    return f"{value[:4]}-{value[4:]}"
+
+
 def compact_date(value: str | None) -> date | None:
     """``'20240315'`` (YYYYMMDD, as stored by market regulation and the credit office)."""
     if value is None or value == "":

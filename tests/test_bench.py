@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.workload import FIELDS
 from gateway.settings import Settings
 from tests.gateway_fixtures import ENTITY_RECORD_TYPES, demo_connectors, statements_per_source
 
@@ -38,11 +39,12 @@ def test_the_suite_runs_on_tiny_inputs(tmp_path):
             for n, cell in re.findall(r"^\| (500|1000) \| [\d.]+ \| [\d.]+ \| ([^|]+?) \|$",
                                       text, re.M)}
     assert set(rows) == {500, 1000}
-    # The query reads every Entity field: one statement per record type a
-    # source serves, per batch of keys.
-    record_types = [rt.name for rt in ENTITY_RECORD_TYPES.values()]
+    # The query reads the workload's Entity fields (declared record types):
+    # one statement per record type a source serves, per batch of keys.
+    record_types = [record_type for record_type, _ in FIELDS.values()]
+    assert set(record_types) <= {rt.name for rt in ENTITY_RECORD_TYPES.values()}
     for n, counts in rows.items():
         expected = statements_per_source(demo_connectors(), record_types,
                                          batches=math.ceil(n / MAX_BATCH_KEYS))
-        assert set(expected) == set(demo_connectors())
+        assert len(expected) > 1
         assert counts == expected, n

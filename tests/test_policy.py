@@ -44,6 +44,8 @@ ITEM_ACCESS = {
     "person_identity":         "AAAAAAAAAA",
     "legal_representative_of": "-AA--AAA--",
     "social_insurance":        "-A--ZAA-A-",
+    "housing_fund":            "----Z-A-A-",
+    "utilities":               "----Z-A-A-",
     "environmental_ratings":   "-AAAZAAAA-",
     "environmental_penalties": "AA--AAAAA-",
     "credit_lists":            "AAAAAAAAA-",
@@ -122,6 +124,7 @@ def test_financing_gates_authorized_fields_by_category(policy):
         ("Entity", "tax_ratings"): "tax", ("Entity", "tax_arrears"): "tax",
         ("Entity", "social_insurance"): "social_insurance",
         ("Entity", "environmental_ratings"): "environment",
+        ("Entity", "housing_fund"): "housing_fund", ("Entity", "utility_bills"): "utilities",
     }
     assert all(not d.authorization_by_field
                for p, d in policy.decisions.items() if p != "FINANCING")

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.anyio
 
 TODAY = date(2026, 6, 1)
 CLIENT_ID, CLIENT_SECRET = "huizhou-gateway", "dg-Secret-7"
-HUIZHOU = [e.uscc for e in build_population(30, 10, city="huizhou", today=TODAY).enterprises]
+HUIZHOU = [e.uscc for e in build_population(60, 10, city="huizhou", today=TODAY).enterprises]
 SHENZHEN_CODE = "91440300568520498A"
 RESIDENT_ID = "440524188001010014"
 UNKNOWN_DONGGUAN = "91441900708017879M"  # a valid Dongguan code the simulator does not hold

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timezone
-from decimal import Decimal
-from enum import Enum
 from typing import Any, Optional
 
 import strawberry
@@ -34,13 +32,31 @@ from core.records.credit_office import (
     Severity,
 )
 from core.records.environment import ENVIRONMENTAL_PENALTIES
+from core.records.housing_fund import HOUSING_FUND
 from core.records.hrss import SOCIAL_INSURANCE
 from core.records.market import (
-    ABNORMAL_OPERATIONS, REGISTRATION, SERIOUS_VIOLATIONS, EntityStatus,
+    ABNORMAL_OPERATIONS, REGISTRATION, SERIOUS_VIOLATIONS,
 )
 from core.records.tax import TAX_ARREARS, TAX_RATINGS, TaxCreditGrade
+from core.records.utilities import UTILITY_BILLS, Utility
 from core.scalars import USCC
 from resolvers import indicators as ind
+from resolvers.profile_parts import (
+    CompliancePart,
+    EmploymentPart,
+    HousingFundPart,
+    IdentityPart,
+    Indicator,
+    MonthValue,
+    PartRelease,
+    PartStatus,
+    PenaltyCounts,
+    PositiveSignalsPart,
+    TaxPart,
+    UtilitiesPart,
+    UtilityPunctuality,
+    YearGrade,
+)
 from resolvers.info import Info
 
 MAX_PORTFOLIO = 500  # enterprises in one financingProfiles request
@@ -55,6 +71,8 @@ PART_RECORD_TYPES: dict[str, tuple[str, ...]] = {
                    SERIOUS_VIOLATIONS.name, DISHONEST_DEBTORS.name, CREDIT_LISTS.name),
     "tax": (TAX_RATINGS.name, TAX_ARREARS.name),
     "employment": (SOCIAL_INSURANCE.name,),
+    "housingFund": (HOUSING_FUND.name,),
+    "utilities": (UTILITY_BILLS.name,),
     "positiveSignals": (REGISTRATION.name, CREDIT_LISTS.name, COMMITMENTS.name, PENALTIES.name,
                         ENVIRONMENTAL_PENALTIES.name, ABNORMAL_OPERATIONS.name,
                         SERIOUS_VIOLATIONS.name, DISHONEST_DEBTORS.name),
@@ -62,123 +80,6 @@ PART_RECORD_TYPES: dict[str, tuple[str, ...]] = {
 # Parts a part also reads: the A rating comes from the tax part, the
 # indicators from every part.
 PARTS_USED = {"positiveSignals": ("tax",), "indicators": tuple(PART_RECORD_TYPES)}
-
-
-@strawberry.enum(description="Whether a part of a financing profile was released.")
-class PartStatus(Enum):
-    AVAILABLE = "AVAILABLE"
-    WITHHELD = "WITHHELD"
-
-
-@strawberry.type(description="How a part of a financing profile was released.")
-class PartRelease:
-    status: PartStatus
-    reason: Optional[str] = strawberry.field(
-        description="Why the part was withheld: `NO_SUBJECT_AUTHORIZATION` (the enterprise has "
-        "not authorized the asking institution for `dataCategory` for this purpose, today).")
-    data_category: Optional[str] = strawberry.field(
-        description="The catalog's data category the part needs the enterprise's "
-        "authorization for; null for public parts.")
-    authorization: Optional[str] = strawberry.field(
-        description="Number of the enterprise's authorization the part was released under.")
-    provenance: list[Provenance] = strawberry.field(
-        description="The sources the part was read from, one entry each (a source without "
-        "records for the enterprise carries the profile's time).")
-    as_of: datetime = strawberry.field(
-        description="When the part's records were read (UTC): the earliest read among its "
-        "records, or the profile's time when it holds none.")
-
-
-@strawberry.type(description="A monthly value; null for a month without a record.")
-class MonthValue:
-    period: str = strawberry.field(description="Month, YYYY-MM.")
-    value: Optional[int]
-
-
-@strawberry.type(description="Identity and registration (public).")
-class IdentityPart:
-    release: PartRelease
-    name: Optional[str]
-    registration_status: Optional[EntityStatus]
-    entity_type: Optional[str]
-    division_code: str = strawberry.field(
-        description="Administrative division of the USCC (positions 3-8, GB/T 2260).")
-    established_on: Optional[date]
-    age_months: Optional[int] = strawberry.field(
-        description="Whole months from establishment to today.")
-    registered_capital: Optional[Decimal] = strawberry.field(
-        description="Registered capital in 万元 (10,000 CNY).")
-
-
-@strawberry.type(description="Active penalties by severity.")
-class PenaltyCounts:
-    minor: int
-    general: int
-    serious: int
-
-
-@strawberry.type(description="Compliance (public): records within their publicity windows.")
-class CompliancePart:
-    release: PartRelease
-    active_penalties: Optional[PenaltyCounts] = strawberry.field(
-        description="Administrative penalties shown for this purpose and not repaired.")
-    active_environmental_penalties: Optional[int]
-    abnormal_operations_listed: Optional[bool] = strawberry.field(
-        description="Listed in the abnormal operations list now.")
-    serious_violation_listed: Optional[bool]
-    dishonest_debtor: Optional[bool] = strawberry.field(
-        description="A dishonest judgment debtor record not removed.")
-    black_list_entries: Optional[int] = strawberry.field(
-        description="Black-list entries in force.")
-
-
-@strawberry.type(description="One year's tax credit grade.")
-class YearGrade:
-    year: int
-    grade: TaxCreditGrade
-
-
-@strawberry.type(description="Tax (needs the enterprise's authorization).")
-class TaxPart:
-    release: PartRelease
-    ratings: Optional[list[YearGrade]] = strawberry.field(
-        description="Tax credit ratings of the last three rated years, newest first.")
-    arrears_announced: Optional[int] = strawberry.field(description="Announced tax arrears.")
-    arrears_amount: Optional[Decimal] = strawberry.field(
-        description="Their total, in yuan (元).")
-
-
-@strawberry.type(description="Employment (needs the enterprise's authorization).")
-class EmploymentPart:
-    release: PartRelease
-    insured_headcount: Optional[list[MonthValue]] = strawberry.field(
-        description="Insured employees in each of the last 12 full months, oldest first.")
-    months_with_arrears: Optional[int] = strawberry.field(
-        description="Months of the 12 with social-insurance contributions owed.")
-
-
-@strawberry.type(description="Positive signals (public; the A rating needs the tax part).")
-class PositiveSignalsPart:
-    release: PartRelease
-    red_list_entries: Optional[int] = strawberry.field(description="Red-list entries in force.")
-    kept_commitments: Optional[int] = strawberry.field(
-        description="Credit commitments fulfilled (已履约).")
-    tax_grade_a: Optional[bool] = strawberry.field(
-        description="Latest tax credit grade is A; null when the tax part is withheld.")
-    years_without_adverse_records: Optional[int] = strawberry.field(
-        description="Whole years since the newest adverse record shown for this purpose "
-        "(since establishment when there is none).")
-    three_years_clean: Optional[bool] = strawberry.field(
-        description="At least three consecutive years without adverse credit records.")
-
-
-@strawberry.type(description="A computed indicator; the README defines each.")
-class Indicator:
-    code: str
-    value: Optional[float] = strawberry.field(
-        description="Null when a part it uses is withheld or its data do not allow it.")
-    uses: list[str] = strawberry.field(description="The profile parts it is computed from.")
-    withheld: bool = strawberry.field(description="A part it uses was withheld.")
 
 
 class _Subject:
@@ -327,14 +228,45 @@ class FinancingProfile:
         release, records = _read(info, self.subject, "employment")
         if records is None:
             return EmploymentPart(release=release, insured_headcount=None, months_with_arrears=None)
-        months = _series(records[SOCIAL_INSURANCE.name], self.as_of,
-                         lambda m: m.insured_headcount)
-        arrears = ind.monthly(records[SOCIAL_INSURANCE.name], ind.window(self.as_of),
-                              lambda m: m.period, lambda m: m.arrears)
+        months = records[SOCIAL_INSURANCE.name]
         return EmploymentPart(
-            release=release, insured_headcount=months,
-            months_with_arrears=ind.months_with(arrears, lambda owed: owed > 0),
+            release=release,
+            insured_headcount=_series(months, self.as_of, lambda m: m.insured_headcount),
+            months_with_arrears=_arrears_months(months, self.as_of),
         )
+
+    @strawberry.field(description="Housing provident fund contributors over the last 12 "
+                      "months.", metadata={GATES_AUTHORIZATION: True})
+    def housing_fund(self, info: Info) -> Optional[HousingFundPart]:
+        release, records = _read(info, self.subject, "housingFund")
+        if records is None:
+            return HousingFundPart(release=release, contributing_employees=None,
+                                   months_with_arrears=None)
+        months = records[HOUSING_FUND.name]
+        return HousingFundPart(
+            release=release,
+            contributing_employees=_series(months, self.as_of, lambda m: m.contributing_employees),
+            months_with_arrears=_arrears_months(months, self.as_of),
+        )
+
+    @strawberry.field(description="Utility bills' punctuality and electricity use over the "
+                      "last 12 months.", metadata={GATES_AUTHORIZATION: True})
+    def utilities(self, info: Info) -> Optional[UtilitiesPart]:
+        release, records = _read(info, self.subject, "utilities")
+        if records is None:
+            return UtilitiesPart(release=release, punctuality=None, electricity_use=None)
+        bills = _in_window(records[UTILITY_BILLS.name], self.as_of)
+        punctuality = []
+        for utility in Utility:
+            of_utility = [bill for bill in bills if bill.utility is utility]
+            if of_utility:
+                ratio, due = ind.on_time_ratio(of_utility, self.as_of)
+                punctuality.append(UtilityPunctuality(utility=utility, bills_due=due,
+                                                      on_time_ratio=ratio))
+        return UtilitiesPart(release=release, punctuality=punctuality,
+                             electricity_use=_series(
+                                 [b for b in bills if b.utility is Utility.ELECTRICITY],
+                                 self.as_of, lambda b: int(b.usage)))
 
     @strawberry.field(description="Red list, A rating, kept commitments, years without "
                       "adverse records.")
@@ -360,6 +292,16 @@ class FinancingProfile:
     @strawberry.field(description="Computed indicators (README: Financing profiles).")
     def indicators(self, info: Info) -> Optional[list[Indicator]]:
         return _indicators(info, self.subject, self.as_of)
+
+
+def _in_window(records: Sequence[Any], today: date) -> list[Any]:
+    periods = set(ind.window(today))
+    return [record for record in records if record.period in periods]
+
+
+def _arrears_months(months: Sequence[Any], today: date) -> int:
+    owed = ind.monthly(months, ind.window(today), lambda m: m.period, lambda m: m.arrears)
+    return ind.months_with(owed, lambda amount: amount > 0)
 
 
 def _series(records: Sequence[Any], today: date, value_of: Any) -> list[MonthValue]:
@@ -462,15 +404,28 @@ def _indicators(info: Info, subject: _Subject, today: date) -> list[Indicator]:
         return ind.monthly(employment[SOCIAL_INSURANCE.name], ind.window(today),
                            lambda m: m.period, lambda m: m.insured_headcount)
 
-    def arrears_months(employment: dict) -> int:
-        owed = ind.monthly(employment[SOCIAL_INSURANCE.name], ind.window(today),
-                           lambda m: m.period, lambda m: m.arrears)
-        return ind.months_with(owed, lambda amount: amount > 0)
+    def contributors(housing: dict) -> list[tuple[str, Any]]:
+        return ind.monthly(housing[HOUSING_FUND.name], ind.window(today),
+                           lambda m: m.period, lambda m: m.contributing_employees)
+
+    def electricity(utilities: dict) -> list[tuple[str, Any]]:
+        return ind.monthly([b for b in utilities[UTILITY_BILLS.name]
+                            if b.utility is Utility.ELECTRICITY], ind.window(today),
+                           lambda b: b.period, lambda b: b.usage)
+
+    def on_time(utilities: dict) -> float | None:
+        return ind.on_time_ratio(_in_window(utilities[UTILITY_BILLS.name], today), today)[0]
 
     add("REGISTRATION_AGE_MONTHS", ("identity",), age)
     add("ACTIVE_ADVERSE_RECORDS", ("compliance",), adverse)
     add("YEARS_WITHOUT_ADVERSE_RECORDS", ("identity", "compliance"), clean_years)
     add("TAX_ARREARS_AMOUNT", ("tax",), lambda tax: ind.total(a.amount for a in tax[TAX_ARREARS.name]))
     add("INSURED_HEADCOUNT_TREND", ("employment",), lambda e: ind.trend(headcount(e)))
-    add("SOCIAL_INSURANCE_ARREARS_MONTHS", ("employment",), arrears_months)
+    add("SOCIAL_INSURANCE_ARREARS_MONTHS", ("employment",),
+        lambda e: _arrears_months(e[SOCIAL_INSURANCE.name], today))
+    add("HOUSING_FUND_CONTRIBUTORS_TREND", ("housingFund",), lambda h: ind.trend(contributors(h)))
+    add("HOUSING_FUND_ARREARS_MONTHS", ("housingFund",),
+        lambda h: _arrears_months(h[HOUSING_FUND.name], today))
+    add("UTILITY_ON_TIME_RATIO", ("utilities",), on_time)
+    add("ELECTRICITY_USE_TREND", ("utilities",), lambda u: ind.trend(electricity(u)))
     return found

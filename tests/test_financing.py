@@ -27,12 +27,15 @@ PROFILE = f"""uscc asOf
     dishonestDebtor blackListEntries }}
   tax {{ {RELEASE} ratings {{ year grade }} arrearsAnnounced arrearsAmount }}
   employment {{ {RELEASE} insuredHeadcount {{ period value }} monthsWithArrears }}
+  housingFund {{ {RELEASE} contributingEmployees {{ period value }} monthsWithArrears }}
+  utilities {{ {RELEASE} punctuality {{ utility billsDue onTimeRatio }}
+    electricityUse {{ period value }} }}
   positiveSignals {{ {RELEASE} redListEntries keptCommitments taxGradeA
     yearsWithoutAdverseRecords threeYearsClean }}
   indicators {{ code value uses withheld }}"""
 ONE = f"query($u: USCC!) {{ financingProfile(uscc: $u) {{ {PROFILE} }} }}"
 MANY = f"query($u: [USCC!]!) {{ financingProfiles(usccs: $u) {{ {PROFILE} }} }}"
-GATED = ("tax", "employment")
+GATED = ("tax", "employment", "housingFund", "utilities")
 
 
 def profile(gateway, case_or_code, population, as_=ICBC):
@@ -145,22 +148,26 @@ def test_without_a_valid_authorization_the_gated_parts_are_withheld(
 @pytest.fixture
 def authorizations_of_clean(demo_settings, population, tmp_path):
     """The demo settings with a credit-office database holding, for the
-    ``clean`` showcase, one authorization of the kind the test names."""
+    ``clean`` showcase (or the ``cases`` named), one more authorization of
+    the kind the test names (each call adds one)."""
     office = next(s for s in demo_settings.sources if s.connector == "credit_office")
     database = Path(office.url.split("///", 1)[1])
     copy = tmp_path / "credit.db"
     shutil.copy(database, copy)
-    code = population.showcase["clean"].uscc
 
-    def grant(**row):
-        values = {"sqbh": "SQ-TEST", "dm": code, "bsqjg_dm": "91441300MA4URFQ13W",
+    def grant(cases=("clean",), **row):
+        for case in cases:
+            add(population.showcase[case].uscc, **row)
+        return with_source(demo_settings, office.id, url=f"sqlite+aiosqlite:///{copy}")
+
+    def add(code, **row):
+        values = {"sqbh": f"SQ-TEST-{code}" if "sqbh" not in row else row.pop("sqbh"), "dm": code, "bsqjg_dm": "91441300MA4URFQ13W",
                   "bsqjg_mc": "中国工商银行股份有限公司惠州分行", "sqyt": "03",
                   "sjlb": "SW,SB", "qsrq": f"{TODAY - timedelta(days=30):%Y%m%d}",
                   "jzrq": f"{TODAY + timedelta(days=300):%Y%m%d}", "cxrq": None, **row}
         with sqlite3.connect(copy) as db:
             db.execute(f"INSERT INTO xy_sqxx ({', '.join(values)}) VALUES "
                        f"({', '.join('?' * len(values))})", list(values.values()))
-        return with_source(demo_settings, office.id, url=f"sqlite+aiosqlite:///{copy}")
     return grant
 
 
@@ -181,7 +188,30 @@ def test_each_part_needs_its_own_category_purpose_and_validity(
     assert found["tax"]["release"]["status"] == tax
     assert found["employment"]["release"]["status"] == employment
     if tax == "AVAILABLE":
-        assert found["tax"]["release"]["authorization"] == "SQ-TEST"
+        assert found["tax"]["release"]["authorization"].startswith("SQ-TEST")
+    for part in ("housingFund", "utilities"):  # not named by these authorizations
+        assert found[part]["release"]["status"] == "WITHHELD"
+
+
+def test_housing_fund_and_utilities_show_arrears_late_bills_and_falling_use(
+        authorizations_of_clean, population):
+    cases = ("housing_fund_arrears", "utilities_late", "electricity_declining", "clean")
+    settings = authorizations_of_clean(cases, sjlb="GJJ,SDQ")
+    with Gateway(settings) as gateway:
+        found = {case: profile(gateway, case, population)[0] for case in cases}
+    values = {case: indicators(p) for case, p in found.items()}
+    assert found["housing_fund_arrears"]["housingFund"]["monthsWithArrears"] >= 1
+    assert values["housing_fund_arrears"]["HOUSING_FUND_ARREARS_MONTHS"]["value"] >= 1
+    assert values["clean"]["HOUSING_FUND_ARREARS_MONTHS"]["value"] == 0
+    assert values["utilities_late"]["UTILITY_ON_TIME_RATIO"]["value"] < 1
+    assert values["clean"]["UTILITY_ON_TIME_RATIO"]["value"] == 1
+    assert values["electricity_declining"]["ELECTRICITY_USE_TREND"]["value"] < -0.2
+    electricity = found["electricity_declining"]["utilities"]["electricityUse"]
+    assert len(electricity) == 12 and electricity[-1]["value"] < electricity[0]["value"]
+    punctuality = {p["utility"]: p for p in found["utilities_late"]["utilities"]["punctuality"]}
+    assert "ELECTRICITY" in punctuality and all(p["billsDue"] > 0 for p in punctuality.values())
+    for profile_ in found.values():  # the parts not named stay withheld
+        assert profile_["tax"]["release"]["status"] == "WITHHELD"
 
 
 def test_other_purposes_may_not_ask_for_profiles(demo_settings, population):

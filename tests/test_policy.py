@@ -56,6 +56,8 @@ ITEM_ACCESS = {
     "financing_profile":       "----A-----",
     "financing_tax":           "----Z-----",
     "financing_employment":    "----Z-----",
+    "financing_housing_fund":  "----Z-----",
+    "financing_utilities":     "----Z-----",
 }
 MASKED_FIELDS = {"Registration.legalRepresentativeIdNumber",
                  "DishonestDebtorRecord.subjectIdNumber", "Person.idNumber"}

@@ -66,7 +66,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--port", type=int, default=8000,
                       help="Huizhou's port; Shenzhen's is port+1, Dongguan's port+2")
     demo.add_argument("--no-partners", action="store_true",
-                      help="serve Huizhou's six databases only")
+                      help="serve Huizhou's own databases only (no partner cities)")
     demo.set_defaults(handler=cmd_demo)
 
     default_config = os.environ.get("CREDIT_GATEWAY_CONFIG", str(DEFAULT_DATA_DIR / "gateway.toml"))

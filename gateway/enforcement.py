@@ -381,11 +381,13 @@ class PurposePolicy(SchemaExtension):
             result.errors = [*(result.errors or []), *errors]
             context.denied_fields.extend(plan.denied_coordinates())
         if context.loaders.partial_failures and result.data is not None:
-            result.errors = [*(result.errors or []), *(
-                GraphQLError(failure.message, path=path.as_list() if path else None,
-                             extensions={**failure.extensions, "partial": True})
-                for path, failure in context.loaders.partial_failures
-            )]
+            partial = {}  # one error per place and failing source
+            for path, failure in context.loaders.partial_failures:
+                where = tuple(path.as_list()) if path else None
+                partial.setdefault((where, failure.code, failure.source), GraphQLError(
+                    failure.message, path=list(where) if where else None,
+                    extensions={**failure.extensions, "partial": True}))
+            result.errors = [*(result.errors or []), *partial.values()]
 
     def get_results(self) -> dict[str, Any]:
         context = self.execution_context.context

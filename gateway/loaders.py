@@ -212,9 +212,12 @@ class Loaders:
                 self._answers[(record_type, key)][position] = answer
         return settle
 
-    def sources_of(self, record_type: str, key: Any) -> list[Connector]:
-        """The sources this request asks for ``key``'s ``record_type``."""
-        return self._sources(record_type, key)
+    def answered(self, record_type: str, key: Any) -> list[Connector]:
+        """The sources that answered ``key``'s ``record_type`` in this request
+        (a source that failed or is still being read is left out)."""
+        answers = self._answers.get((record_type, key), ())
+        return [source for source, answer in zip(self._sources(record_type, key), answers)
+                if not isinstance(answer, (BaseException, _Pending))]
 
     def _sources(self, record_type: str, key: Any) -> list[Connector]:
         """The sources asked for ``key``'s ``record_type``, in merge order."""

@@ -111,8 +111,10 @@ def _records(info: Info, subject: _Subject, part: str) -> dict[str, Any] | None:
         if number is None:
             return None
         info.context.authorizations_used.add(number)
+    # No path: a partner that fails or does not share a list for the purpose
+    # is reported once for the request (``partial``), not at every part.
     loaders = info.context.loaders
-    return {name: loaders.value(name, subject.uscc, info.path) for name in PART_RECORD_TYPES[part]}
+    return {name: loaders.value(name, subject.uscc) for name in PART_RECORD_TYPES[part]}
 
 
 def _read(info: Info, subject: _Subject, part: str) -> tuple[PartRelease, dict[str, Any] | None]:
@@ -132,7 +134,7 @@ def _read(info: Info, subject: _Subject, part: str) -> tuple[PartRelease, dict[s
     consulted: dict[str, Provenance] = {}
     loaders = info.context.loaders
     for name in PART_RECORD_TYPES[part]:
-        for source in loaders.sources_of(name, subject.uscc):
+        for source in loaders.answered(name, subject.uscc):
             consulted.setdefault(source.id, found.get(source.id) or Provenance(
                 source=source.id, department=source.settings.department,
                 city=source.settings.city, as_of=subject.built))

@@ -35,7 +35,8 @@ class PartRelease:
         description="Number of the enterprise's authorization the part was released under.")
     provenance: list[Provenance] = strawberry.field(
         description="The sources the part was read from, one entry each (a source without "
-        "records for the enterprise carries the profile's time).")
+        "records for the enterprise carries the profile's time; a partner city that did not "
+        "answer is left out and named in a `partial` error of the response).")
     as_of: datetime = strawberry.field(
         description="When the part's records were read (UTC): the earliest read among its "
         "records, or the profile's time when it holds none.")

@@ -58,7 +58,7 @@ def with_partners(settings: Settings, tmp_path: Path, shenzhen_url: str, donggua
     loaded = load_settings(federated, env={})
     sources = tuple(dataclasses.replace(s, **source_changes) if s.id in ("sz-gateway", "dg-gateway")
                     else s for s in loaded.sources)
-    return dataclasses.replace(loaded, sources=sources, audit=settings.audit)
+    return dataclasses.replace(loaded, sources=sources, audit=settings.audit, auth=settings.auth)
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +296,24 @@ def test_a_wrong_answer_is_a_bad_upstream_response(federated, dongguan):
     errors = {(tuple(e["path"]), e["extensions"]["code"]) for e in body["errors"]}
     assert (("entities", 0, "registration"), "BAD_UPSTREAM_RESPONSE") in errors
     assert body["data"]["entities"][0]["registration"] is None
+
+
+def test_a_portfolio_reports_each_refusing_partner_once(federated, population):
+    # The partners do not share for financing: each says so once for the
+    # whole portfolio, and no part names them among its sources.
+    codes = [population.showcase[c].uscc for c in ("financing_authorized", "black_list", "clean")]
+    query = """query($u: [USCC!]!) { financingProfiles(usccs: $u) { uscc
+        compliance { release { provenance { source } } blackListEntries }
+        positiveSignals { release { provenance { source } } } indicators { code value } } }"""
+    with Gateway(federated) as gateway:
+        body = gateway.query(query, ("bank-icbc-huizhou", "FINANCING"), u=codes)
+    refused = [e for e in body["errors"] if e["extensions"]["code"] == "PARTNER_REFUSED"]
+    assert sorted(e["extensions"]["source"] for e in refused) == ["dg-gateway", "sz-gateway"]
+    assert all(e["extensions"]["partial"] and "path" not in e for e in refused)
+    assert len(body["errors"]) == len(refused)
+    profiles = body["data"]["financingProfiles"]
+    assert profiles[1]["compliance"]["blackListEntries"] == 1
+    for profile in profiles:
+        for part in ("compliance", "positiveSignals"):
+            sources = {p["source"] for p in profile[part]["release"]["provenance"]}
+            assert sources and not sources & {"sz-gateway", "dg-gateway"}

@@ -37,7 +37,7 @@ from demo.population import CITIES, Population, build_population, with_visitors
 from gateway.operations import Operation, operation_of, write_operations
 
 INSERT_CHUNK = 5000
-DEMO_FORMAT = 9  # bump when the demo's tables, data or configuration change
+DEMO_FORMAT = 10  # bump when the demo's tables, data or configuration change
 # Partner city -> the city whose firms its data holds records about.
 VISITED_FROM = {"shenzhen": "huizhou"}
 # Source-id prefixes of the cities the demo can build.

@@ -36,17 +36,12 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from gateway.clock import china_today
+from core.divisions import NAMES
 from core.codes import USCC_ALPHABET, compose_uscc, resident_id_check_digit
 from demo.department import DemoDepartment, discover_departments
 
 HUIZHOU_DIVISIONS = ("441300", "441302", "441303", "441322", "441323", "441324")
-DIVISION_NAMES = {
-    "441300": "惠州市", "441302": "惠州市惠城区", "441303": "惠州市惠阳区",
-    "441322": "博罗县", "441323": "惠东县", "441324": "龙门县",
-    "440300": "深圳市", "440303": "深圳市罗湖区", "440304": "深圳市福田区",
-    "440305": "深圳市南山区", "440306": "深圳市宝安区", "440307": "深圳市龙岗区",
-    "441900": "东莞市",
-}
+DIVISION_NAMES = NAMES  # the division names the demo's addresses and organs use
 
 
 @dataclass(frozen=True, slots=True)

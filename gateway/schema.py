@@ -21,7 +21,7 @@ from gateway.strawberry_internals import graphql_core_schema
 from core.masking import MaskedIdentifier
 from core.scalars import SCALAR_MAP
 from resolvers.entity import RECORD_TYPE
-from resolvers.financing import GATES_AUTHORIZATION
+from resolvers.financing import GATES_AUTHORIZATION, PART_RECORD_TYPES
 from resolvers.query import Query
 
 log = logging.getLogger("gateway.requests")
@@ -118,8 +118,10 @@ def source_record_types() -> dict[str, str]:
 
 
 def source_field_names() -> frozenset[str]:
-    """Names of the fields read from a source (``penalties``...): a request's cost."""
-    return frozenset(coordinate.split(".", 1)[1] for coordinate in source_record_types())
+    """Names of the fields read from a source (``penalties``..., and the
+    financing profile's parts): a request's cost."""
+    return frozenset(coordinate.split(".", 1)[1] for coordinate in source_record_types()) | {
+        *PART_RECORD_TYPES, "indicators"}
 
 
 def masked_fields() -> set[str]:

@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 import strawberry
 
+from core.divisions import division_name
 from core.errors import InvalidInput, SourceError
 from core.records.base import Provenance
 from core.records.court import DISHONEST_DEBTORS
@@ -172,15 +173,18 @@ class FinancingProfile:
     @strawberry.field(description="Identity and registration.")
     def identity(self, info: Info) -> Optional[IdentityPart]:
         release, records = _read(info, self.subject, "identity")
+        division = self.uscc[2:8]
         registration = records and records[REGISTRATION.name]
         if registration is None:
             return IdentityPart(release=release, name=None, registration_status=None,
-                                entity_type=None, division_code=self.uscc[2:8],
-                                established_on=None, age_months=None, registered_capital=None)
+                                entity_type=None, division_code=division,
+                                county=division_name(division), established_on=None,
+                                age_months=None, registered_capital=None)
         established = registration.established_on
         return IdentityPart(
             release=release, name=registration.name, registration_status=registration.status,
-            entity_type=registration.entity_type, division_code=self.uscc[2:8],
+            entity_type=registration.entity_type, division_code=division,
+            county=division_name(division),
             established_on=established,
             age_months=None if established is None else ind.full_months_between(
                 established, self.as_of),

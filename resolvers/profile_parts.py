@@ -56,6 +56,9 @@ class IdentityPart:
     entity_type: Optional[str]
     division_code: str = strawberry.field(
         description="Administrative division of the USCC (positions 3-8, GB/T 2260).")
+    county: Optional[str] = strawberry.field(
+        description="The division's name (city, district or county); null for a division "
+        "outside the gateway's table (the Shenzhen-Dongguan-Huizhou circle, Shanwei, Heyuan).")
     established_on: Optional[date]
     age_months: Optional[int] = strawberry.field(
         description="Whole months from establishment to today.")

@@ -21,7 +21,7 @@ ICBC = ("bank-icbc-huizhou", "FINANCING")
 HZRCB = ("bank-hzrcb", "FINANCING")
 RELEASE = "release { status reason dataCategory authorization asOf provenance { source } }"
 PROFILE = f"""uscc asOf
-  identity {{ {RELEASE} name registrationStatus divisionCode ageMonths registeredCapital }}
+  identity {{ {RELEASE} name registrationStatus divisionCode county ageMonths registeredCapital }}
   compliance {{ {RELEASE} activePenalties {{ minor general serious }}
     activeEnvironmentalPenalties abnormalOperationsListed seriousViolationListed
     dishonestDebtor blackListEntries }}
@@ -57,6 +57,8 @@ def test_a_clean_enterprise_with_a_valid_authorization(demo_settings, population
     assert found["uscc"] == firm.uscc and found["asOf"] == TODAY.isoformat()
     assert found["identity"]["name"] == firm.name
     assert found["identity"]["divisionCode"] == firm.uscc[2:8]
+    assert found["identity"]["county"].startswith("惠州市") or found["identity"]["county"] in (
+        "博罗县", "惠东县", "龙门县")
     assert found["identity"]["ageMonths"] > 0
     compliance = found["compliance"]
     assert compliance["activePenalties"] == {"minor": 0, "general": 0, "serious": 0}

@@ -5,6 +5,8 @@ uvicorn servers over the same demo databases, drives them with a load
 generator in another process (wrk when installed: ``apt-get install wrk``),
 runs every workload in interleaved rounds and writes a markdown report with
 the machine, versions, date, medians and ceiling ratios to ``bench/results/``.
+The gateway is the packaged factory, with rate limits far above the load
+(``bench/apps.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pathlib import Path
 
 import httpx2
 
+from bench.apps import (GATEWAY_FACTORY, WITHOUT_POLICY_AND_AUDIT, bench_environment,
+                        bench_settings)
 from bench.load import run_load
 from bench.workload import CLIENT, MANY, ONE
 from demo.generate import create_demo_data
@@ -53,7 +57,7 @@ class Server:
     def __init__(self, factory: str, config: Path, workers: int = 1) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "BENCH_CONFIG": str(config)}
+        env = {**os.environ, "BENCH_CONFIG": str(config), **bench_environment(str(config))}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
              "--port", str(self.port), "--workers", str(workers), "--log-level", "warning",
@@ -102,7 +106,7 @@ def single_entity(config: Path, usccs: list[str], rounds: int, seconds: float,
     ceiling_bodies = [json.dumps({"uscc": u}) for u in usccs]
     results: dict = {}
     for n in workers:
-        gateway = Server("bench.apps:gateway_app", config, n)
+        gateway = Server(GATEWAY_FACTORY, config, n)
         ceiling = Server("bench.ceiling:create_ceiling_app", config, n)
         try:
             warm(f"{gateway.url}/graphql", gateway_bodies[0], headers)
@@ -195,7 +199,7 @@ async def source_time(settings: Settings, usccs: list[str], times: int) -> float
 def many_entities(config: Path, usccs: list[str], rounds: int) -> dict:
     """Workload 2: 500 and 1,000 entities in one request; the gateway's time
     above the sources' own time, per resolved field."""
-    settings = load_settings(config, env={})
+    settings = bench_settings(load_settings(config, env={}))
     rows = {}
     for n in (500, 1000):
         variables = {"u": usccs[:n]}
@@ -244,7 +248,7 @@ async def ceiling_in_process(settings: Settings, uscc: str, times: int) -> list[
 def fan_out(config: Path, uscc: str, rounds: int, delay_ms: float = 20.0) -> dict:
     """Workload 3: every source delayed by ``delay_ms``, gateway and ceiling,
     in process: median request time with and without the delay."""
-    settings = load_settings(config, env={})
+    settings = bench_settings(load_settings(config, env={}))
     delayed = dataclasses.replace(settings, sources=tuple(
         dataclasses.replace(s, simulated_latency_ms=delay_ms) for s in settings.sources))
     times = max(10, rounds * 10)
@@ -337,8 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(small, env={})
     headers = headers_for(settings)
     bodies = [json.dumps({"query": ONE, "variables": {"u": u}}) for u in usccs[:200]]
-    enforced = Server("bench.apps:gateway_app", small)
-    bare = Server("bench.apps:gateway_app_without_policy_and_audit", small)
+    enforced = Server(GATEWAY_FACTORY, small)
+    bare = Server(WITHOUT_POLICY_AND_AUDIT, small)
     policy_runs: dict[str, list] = {}
     try:
         warm(f"{enforced.url}/graphql", bodies[0], headers)

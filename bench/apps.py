@@ -1,15 +1,41 @@
-"""ASGI factories for the benchmark servers (``uvicorn --factory``)."""
+"""The benchmark's gateway servers and settings.
+
+The gateway is served from the packaged factory, ``gateway.server:create_app_from_env``
+(``uvicorn --factory``, the configuration named by ``$CREDIT_GATEWAY_CONFIG``),
+exactly as ``credit-gateway serve --workers N`` serves it; only the variant
+without policy and audit below is the benchmark's own.
+
+The rate limiter runs in every benchmark (it counts every request, in each
+worker's memory), with limits far above any load the machine can make
+(``BENCH_LIMITS``), so that the benchmarks measure the gateway, not refusals:
+given to the servers as environment overrides (``bench_environment``) and to
+the in-process runs as settings (``bench_settings``).
+"""
 
 from __future__ import annotations
 
-import os
+import dataclasses
 
-from gateway.app import create_app
-from gateway.settings import load_settings
+from gateway.server import create_app_from_env
+from gateway.settings import ENV_CONFIG_PATH, Settings
+
+GATEWAY_FACTORY = "gateway.server:create_app_from_env"
+WITHOUT_POLICY_AND_AUDIT = "bench.apps:gateway_app_without_policy_and_audit"
+# A one-second window keeps the moving window's list of timestamps short.
+BENCH_LIMITS = {"default_rate": "1000000/second", "default_cost": "1000000000/second"}
 
 
-def gateway_app():
-    return create_app(load_settings(os.environ["BENCH_CONFIG"]))
+def bench_settings(settings: Settings) -> Settings:
+    """``settings`` with the benchmark's rate limits for every client."""
+    return dataclasses.replace(settings, limits=dataclasses.replace(settings.limits,
+                                                                    **BENCH_LIMITS))
+
+
+def bench_environment(config: str) -> dict[str, str]:
+    """The environment variables making a server of ``config`` the benchmark's."""
+    return {ENV_CONFIG_PATH: config,
+            **{f"CREDIT_GATEWAY_LIMITS_{key.upper()}": value
+               for key, value in BENCH_LIMITS.items()}}
 
 
 def gateway_app_without_policy_and_audit():
@@ -29,4 +55,4 @@ def gateway_app_without_policy_and_audit():
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[ParserCache, ValidationCache],
     )
-    return create_app(load_settings(os.environ["BENCH_CONFIG"]))
+    return create_app_from_env()

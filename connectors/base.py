@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +24,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 HOP_HEADER = "X-Credit-Gateway-Hop"
 #: The asking organization, percent-encoded, forwarded with the purpose of use.
 ON_BEHALF_OF_HEADER = "X-On-Behalf-Of"
+
+
+_RESIDENT_ID = re.compile(r"[0-9]{17}[0-9Xx]")
+
+
+def _loggable(key: Any) -> str:
+    """A key fit for a log line: an organization's code, never a person's ID number."""
+    text = str(key)
+    return "a person" if _RESIDENT_ID.fullmatch(text.strip()) else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +159,10 @@ class Connector:
             except (ValueError, KeyError, TypeError) as exc:
                 if not skip_unmappable:
                     raise self._bad_data(exc) from None
-                log.warning("source %s: a record of %s left out, it cannot be interpreted: %r",
-                            self.id, key_of(row), exc)
+                # The key only if it is no resident ID number, and not the error's
+                # text (it may quote the row): the kind of error only.
+                log.warning("source %s: a record of %s left out, it cannot be interpreted (%s)",
+                            self.id, _loggable(key_of(row)), type(exc).__name__)
         return [groups[key] for key in keys]
 
     def mapped(self, rows: Iterable[Any], build: Callable[[Any], R]) -> list[R]:
@@ -174,7 +186,8 @@ class Connector:
         return [found.get(key) for key in keys]
 
     def _bad_data(self, exc: Exception) -> BadSourceData:
-        log.warning("source %s returned an unmappable record: %r", self.id, exc)
+        # The kind of error only: its text may quote the row (a name, an ID number).
+        log.warning("source %s returned an unmappable record (%s)", self.id, type(exc).__name__)
         return BadSourceData(
             self.id, f"source {self.id} returned a record the gateway cannot interpret"
         )

@@ -134,8 +134,12 @@ class SqlConnector(Connector):
                 f"within {self.settings.timeout_seconds:g} s",
             ) from None
         except (sa_exc.DBAPIError, sa_exc.InterfaceError, OSError) as exc:
-            # Log the driver's words (which may name hosts or SQL) here, not to the client.
-            log.warning("source %s failed: %s", self.id, exc)
+            # Log the driver's words (which may name hosts) here, not to the client; not
+            # SQLAlchemy's text around them, which repeats the statement's parameters
+            # (the keys asked for: resident ID numbers).
+            driver = getattr(exc, "orig", None) or exc
+            log.warning("source %s failed: %s: %s", self.id, type(driver).__name__,
+                        str(driver).split("\n", 1)[0][:300])
             raise SourceUnavailable(
                 self.id, f"source {self.id} ({self.settings.department}) is unavailable"
             ) from None

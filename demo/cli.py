@@ -1,6 +1,7 @@
 """The demo's subcommands of ``credit-gateway`` (entry point ``credit_gateway.commands``):
 ``demo`` creates the demo databases if absent and serves them with the partner
-simulators (and names the persisted operations the demo's banks run);
+simulators (and names the persisted operations the demo's banks run; the first
+run fetches GraphiQL's files into the data directory);
 ``token`` prints a demo access token for a registered client (the banks'
 tokens run only those operations)."""
 
@@ -28,11 +29,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for name, _, port in partners:
             print(f"Partner {name}: http://{args.host}:{port}")
     print(f"Configuration: {config_path}")
+    ensure_graphiql_assets(config_path)
     for operation in demo_operations():
         print(f"Persisted operation {operation.name} ({', '.join(operation.clients)}): "
               f'{{"documentId": "{operation.document_id}"}}')
     print(f"GraphQL (with GraphiQL): http://{args.host}:{args.port}/graphql", flush=True)
     return serve(config_path, args.host, args.port, partners)
+
+
+def ensure_graphiql_assets(config_path: Path) -> None:
+    """On the first run, GraphiQL's files (gateway/graphiql.py) into the
+    configuration's ``graphiql_assets`` directory (``<data-dir>/graphiql-assets``),
+    from the npm registry (or npm's ``$NPM_CONFIG_REGISTRY``). Without them the
+    demo still serves, and its GraphiQL page says how to get them."""
+    from gateway.graphiql import AssetsError, assets_problem, fetch_assets
+    from gateway.settings import load_settings
+
+    settings = load_settings(config_path)
+    if not settings.graphiql or assets_problem(settings.graphiql_assets) is None:
+        return
+    print(f"Fetching GraphiQL's files into {settings.graphiql_assets} (once)...", flush=True)
+    try:
+        fetch_assets(settings.graphiql_assets)
+    except AssetsError as exc:
+        print(f"warning: GraphiQL's files could not be fetched ({exc}); the GraphiQL page "
+              f"says how to provide them (`credit-gateway graphiql-assets --help`)",
+              file=sys.stderr, flush=True)
 
 
 def cmd_token(args: argparse.Namespace) -> int:

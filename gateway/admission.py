@@ -8,6 +8,11 @@ first: the text's length before it is parsed, the parser stops at
 directives) before validation, the subjects and the cost (from list sizes
 and the record types each subject reads) before execution.
 
+An operation whose root selects only ``__schema``, ``__type`` and
+``__typename`` is admitted as an introspection operation
+(``Admitted.introspection_only``): it is executed against the schema of the
+caller's purpose (``gateway.purpose_schema``), not the gateway's whole one.
+
 Parsed documents, their measures and their validation results are kept per
 query text in a cache bounded by the total length of the texts it holds (a
 document's memory grows with its text); texts longer than
@@ -52,6 +57,8 @@ _SCHEMA_HINTS = re.compile(r"\s*Did you mean [^?]*\?| on type '[^']*'")
 SINGLE_SUBJECT_FIELDS = frozenset({"entity", "person", "financingProfile"})
 LIST_SUBJECT_FIELDS = {"entities": "usccs", "financingProfiles": "usccs"}
 PAGED_SUBJECT_FIELDS = {"searchEntities": ("first", 20)}
+# The root fields of an introspection operation: nothing else is executed there.
+INTROSPECTION_ROOT_FIELDS = frozenset({"__schema", "__type", "__typename"})
 
 
 class Refused(Exception):
@@ -112,6 +119,7 @@ class Admitted:
     errors: list[GraphQLError]
     subjects: int = 0
     cost: int = 0
+    introspection_only: bool = False  # only __schema, __type, __typename at the root
 
 
 class Admission:
@@ -161,7 +169,9 @@ class Admission:
                         s.max_subjects_per_request, subjects)
         if cost > s.max_cost:
             raise _over("QUERY_TOO_COSTLY", "the query's estimated cost", s.max_cost, cost)
-        return Admitted(text, operation_name, variables, parsed.document, [], subjects, cost)
+        return Admitted(text, operation_name, variables, parsed.document, [], subjects, cost,
+                        bool(shape.roots) and all(root.name in INTROSPECTION_ROOT_FIELDS
+                                                  for root in shape.roots))
 
     def _parsed(self, text: str) -> Parsed:
         parsed = self._cache.get(text)

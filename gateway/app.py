@@ -1,21 +1,23 @@
-"""The ASGI application: GraphQL at ``/graphql``, health at ``/healthz``."""
+"""The ASGI application: GraphQL at ``/graphql``, health at ``/healthz``,
+Prometheus metrics at ``/metrics`` (``gateway.metrics``)."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import unquote
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from strawberry.http.ides import get_graphql_ide_html
 
-from gateway import clock, health
+from gateway import clock, health, metrics, tracing
 from gateway.auth import TokenVerifier
 from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, SourceCall
 from gateway.audit import AuditStore
@@ -25,16 +27,20 @@ from gateway.catalog import load_catalog
 from gateway.clients import load_clients
 from gateway.context import RequestContext, Services
 from gateway.enforcement import PlanCache
+from gateway.limits import RateLimiter
 from gateway.loaders import Loaders
 from gateway.operations import Operation, OperationStore
+from gateway.purpose_schema import purpose_schemas
 from gateway.recording import AuditRecorder
 from gateway.settings import Settings
 from gateway.sources import SourceRegistry
 from core.text import visible
-from gateway.http import GraphQLEndpoint
+from gateway import graphiql
+from gateway.http import GraphQLEndpoint, error_response, http_error, internal_error
 from gateway.schema import build_policy, graphql_schema, schema, source_field_names
 
 HEALTH_CHECK_TIMEOUT_SECONDS = 2.0
+WORKER_PID_HEADER = "X-Worker-Pid"  # on /livez: which process answered (several workers)
 log = logging.getLogger("gateway.app")
 
 
@@ -49,8 +55,9 @@ def context_factory(services: Services) -> Any:
                      persisted: Operation | None = None) -> RequestContext:
         decision = services.policy.decisions[caller.purpose]
         today = clock.china_today()
-        plan = None if admitted.errors else services.plans.plan(services.schema, admitted,
-                                                                decision)
+        with tracing.span("graphql.plan"):
+            plan = None if admitted.errors else services.plans.plan(services.schema, admitted,
+                                                                    decision)
         selected = frozenset(plan.selected) if plan is not None else frozenset()
         return RequestContext(
             services=services,
@@ -75,6 +82,13 @@ def context_factory(services: Services) -> Any:
         )
 
     return make_context
+
+
+async def livez(request: Request) -> Response:
+    """``health.livez``, with the id of the process that answered (``X-Worker-Pid``)."""
+    response = await health.livez(request)
+    response.headers[WORKER_PID_HEADER] = str(os.getpid())
+    return response
 
 
 _heap_frozen = False
@@ -108,37 +122,58 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
                     "is configured: they can run nothing", ", ".join(persisted_only))
     verifier = TokenVerifier(settings.auth)
     registry = registry or SourceRegistry.from_settings(settings)
+    tracing.configure(settings.telemetry)
     store = AuditStore(settings.audit.url)
     recorder = AuditRecorder(store, settings.audit.subject_key.encode(), catalog)
+    limiter = RateLimiter(settings.limits, clients, recorder)
 
     readyz = health.readiness(registry, store, HEALTH_CHECK_TIMEOUT_SECONDS)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.migrate()
+        await limiter.start()  # the rate limits' storage connected before the first request
         freeze_startup_heap()
         try:
             yield
         finally:
-            await registry.aclose()
-            await verifier.aclose()
-            await store.aclose()
+            try:
+                await registry.aclose()
+                await verifier.aclose()
+                await limiter.aclose()
+            finally:
+                # Last, whatever failed before: commits the audit records still
+                # queued (the requests let finish on SIGTERM) before the process ends.
+                await store.aclose()
+                tracing.flush()
 
-    services = Services(settings, registry, policy, recorder, PlanCache(), graphql_schema())
+    services = Services(settings, registry, policy, recorder, PlanCache(), graphql_schema(),
+                        purpose_schemas(policy), operations)
+    ide = graphiql.Assets(settings.graphiql_assets) if settings.graphiql else None
+    if ide is not None and ide.problem is not None:
+        log.warning("GraphiQL is on, without its files (%s: %s): its page says how to get them "
+                    "(`credit-gateway graphiql-assets`)", settings.graphiql_assets, ide.problem)
     graphql = GraphQLEndpoint(
         schema, Admission(services.schema, settings, source_field_names()),
         CallerIdentifier(verifier, clients, catalog),
         recorder, context_factory(services),
         introspection_for=lambda caller: settings.introspection or caller.client.introspection,
-        graphiql_html=get_graphql_ide_html("graphiql") if settings.graphiql else None,
+        graphiql_html=graphiql.page_html(ide, [(p.code, p.name) for p in catalog.purposes.values()])
+        if ide is not None else None,
         operations=operations,
+        limiter=limiter,
     )
     return Starlette(
         routes=[
             Route("/graphql", graphql),  # every method: the endpoint answers 405 itself
-            Route("/livez", health.livez, methods=["GET"]),
+            *([Route("/graphql/assets/{name:path}", graphiql.assets_endpoint(ide, error_response),
+                     methods=["GET", "HEAD"])] if ide is not None else []),
+            Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/healthz", readyz, methods=["GET"]),
+            Route("/metrics", metrics.endpoint(registry.connectors.values), methods=["GET"]),
         ],
         lifespan=lifespan,
+        # Unknown paths, other methods, a crash outside the endpoint: coded JSON too.
+        exception_handlers={HTTPException: http_error, 500: internal_error},
     )

@@ -8,36 +8,48 @@ entry-point group: each entry is a function taking the subparsers object
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from core.errors import ConfigurationError
+from gateway.cli_operations import register_operation_commands, stale_views
 
 DEFAULT_DATA_DIR = Path("demo-data")  # where `credit-gateway demo` writes its configuration
 COMMAND_PLUGINS = "credit_gateway.commands"
 
 
 def serve(config_path: Path, host: str, port: int,
-          partners: list[tuple[str, object, int]] = ()) -> int:
-    """Serve the gateway of ``config_path`` (and any ``(name, app, port)`` beside it)."""
+          partners: list[tuple[str, object, int]] = (), workers: int = 1,
+          graceful_seconds: float | None = None) -> int:
+    """Serve the gateway of ``config_path`` (and any ``(name, app, port)`` beside it);
+    ``workers`` > 1: that many processes of the packaged factory (``gateway.server``,
+    no partners beside them). On SIGTERM, requests in flight get ``graceful_seconds``."""
     import asyncio
 
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.logs import configure_logging
+    from gateway.server import DEFAULT_GRACEFUL_SECONDS, serve_workers
     from gateway.settings import load_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure_logging()  # JSON lines (gateway.logs); uvicorn's loggers go through it too
+    graceful = DEFAULT_GRACEFUL_SECONDS if graceful_seconds is None else graceful_seconds
+    if workers > 1:
+        if partners:
+            raise ValueError("partner simulators run beside one worker only")
+        return serve_workers(config_path, host, port, workers, graceful)
     settings = load_settings(config_path)
     servers = [uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
-                                             log_level="info", access_log=False))]
+                                             log_level="info", access_log=False,
+                                             timeout_graceful_shutdown=graceful,
+                                             log_config=None))]
     for _, app, partner_port in partners:
         servers.append(uvicorn.Server(uvicorn.Config(app, host=host, port=partner_port,
-                                                     log_level="warning", access_log=False)))
+                                                     log_level="warning", access_log=False,
+                                                     log_config=None)))
 
     async def serve_all() -> None:
         await asyncio.gather(*(server.serve() for server in servers))
@@ -47,13 +59,49 @@ def serve(config_path: Path, host: str, port: int,
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    return serve(args.config, args.host, args.port)
+    return serve(args.config, args.host, args.port, workers=args.workers,
+                 graceful_seconds=args.graceful_timeout)
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
 
 
 def cmd_export_schema(args: argparse.Namespace) -> int:
-    from gateway.schema import export_sdl
+    """The SDL of the gateway's schema, or (``--purpose``) of the view that
+    purpose's callers introspect (``gateway.purpose_schema``)."""
+    if args.purpose is None:
+        if args.full:
+            print("credit-gateway: --full needs --purpose", file=sys.stderr)
+            return 2
+        from gateway.schema import export_sdl
 
-    sys.stdout.write(export_sdl())
+        sys.stdout.write(export_sdl())
+        return 0
+    from gateway.purpose_schema import purpose_schemas
+
+    policy = _policy(args)
+    if args.purpose not in policy.decisions:
+        print(f"credit-gateway: unknown purpose {args.purpose!r}; valid: "
+              f"{', '.join(policy.catalog.purposes)}", file=sys.stderr)
+        return 2
+    sys.stdout.write(purpose_schemas(policy).sdl(args.purpose, args.full))
     return 0
 
 
@@ -80,107 +128,6 @@ def cmd_clients(args: argparse.Namespace) -> int:
     return 0
 
 
-def _operations_file(settings, config: Path) -> Path:
-    if not settings.operations_file:
-        raise ConfigurationError(f"{config}: no operations_file in [gateway]: set one (a path "
-                                 f"relative to the configuration) to keep persisted operations")
-    return Path(settings.operations_file)
-
-
-def _stored_operations(path: Path, create: bool = False) -> dict:
-    from gateway.operations import read_operations
-
-    if create and not path.exists():
-        return {}
-    return read_operations(path)
-
-
-def cmd_operations_add(args: argparse.Namespace) -> int:
-    """Validate a document against the schema and register it in the
-    configured operations file (created if absent)."""
-    from graphql import GraphQLError, parse, validate
-
-    from gateway.catalog import load_catalog
-    from gateway.clients import load_clients
-    from gateway.operations import added, operation_of, write_operations
-    from gateway.schema import graphql_schema
-
-    settings = _settings(args)
-    path = _operations_file(settings, args.config)
-    try:
-        text = Path(args.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        print(f"credit-gateway: cannot read {args.file}: {exc}", file=sys.stderr)
-        return 1
-    clients = list(dict.fromkeys(args.client or ()))
-    registry = load_clients(settings.auth.clients_file,
-                            load_catalog(settings.policy_file or None).purposes)
-    unknown = [c for c in clients if c not in registry]
-    if unknown:
-        print(f"credit-gateway: no client {', '.join(map(repr, unknown))} in the registry; "
-              f"see `credit-gateway clients`", file=sys.stderr)
-        return 1
-    try:
-        operation = operation_of(text, args.name, clients, where=str(args.file))
-        errors = validate(graphql_schema(), parse(text))
-    except (ConfigurationError, GraphQLError) as exc:
-        print(f"credit-gateway: {exc}", file=sys.stderr)
-        return 1
-    if errors:
-        for error in errors:
-            where = ", ".join(f"line {loc.line}, column {loc.column}"
-                              for loc in error.locations or ())
-            print(f"{args.file}: {error.message}" + (f" ({where})" if where else ""),
-                  file=sys.stderr)
-        print(f"credit-gateway: {args.file} does not validate against the schema: not added",
-              file=sys.stderr)
-        return 1
-    stored = _stored_operations(path, create=True)
-    if stored.get(operation.sha256) == operation:
-        print(f"already registered: {operation.name}\t{operation.document_id}")
-        return 0
-    try:
-        updated = added(stored, operation)
-    except ConfigurationError as exc:
-        print(f"credit-gateway: {exc}", file=sys.stderr)
-        return 1
-    write_operations(path, updated.values())
-    print(f"added {operation.name}\t{operation.document_id}\t"
-          f"{', '.join(operation.clients) or '(any client)'}")
-    return 0
-
-
-def cmd_operations_list(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    stored = _stored_operations(_operations_file(settings, args.config))
-    for operation in sorted(stored.values(), key=lambda o: (o.name, o.sha256)):
-        print(f"{operation.name}\t{operation.document_id}\t"
-              f"{', '.join(operation.clients) or '(any client)'}")
-    return 0
-
-
-def cmd_operations_remove(args: argparse.Namespace) -> int:
-    from gateway.operations import matching, write_operations
-
-    settings = _settings(args)
-    path = _operations_file(settings, args.config)
-    stored = _stored_operations(path)
-    found = matching(stored, args.operation)
-    if not found:
-        print(f"credit-gateway: no persisted operation {args.operation!r} in {path}",
-              file=sys.stderr)
-        return 1
-    if len(found) > 1:
-        print(f"credit-gateway: {len(found)} operations are named {args.operation!r} (for "
-              f"different clients): remove one by its hash, "
-              f"{', '.join(o.document_id for o in found)}", file=sys.stderr)
-        return 1
-    (operation,) = found
-    write_operations(path, [o for o in stored.values() if o.sha256 != operation.sha256])
-    print(f"removed {operation.name}\t{operation.document_id}")
-    return 0
-
-
 def _policy(args: argparse.Namespace):
     from gateway.catalog import load_catalog
     from gateway.schema import build_policy
@@ -192,11 +139,27 @@ def _policy(args: argparse.Namespace):
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
+    from gateway.purpose_schema import purpose_schemas
+
     policy = _policy(args)
+    purpose_schemas(policy).build_all()  # what introspection answers, for every purpose
     fields = sum(len(item.fields) for item in policy.catalog.items.values())
     print(f"policy catalog OK: {len(policy.catalog.purposes)} purposes, "
           f"{len(policy.catalog.items)} items covering all {fields} fields of the schema, "
           f"{len(policy.catalog.rows)} row rules, {len(policy.catalog.masks)} masks")
+    views = stale_views(args, policy)
+    if views is None:
+        return 0
+    checked, stale, lines = views
+    for line in lines:
+        print(line)
+    if stale:
+        print(f"{stale} stored view(s) can no longer "
+              f"run under any purpose their client is granted: change them (`credit-gateway "
+              f"views`) or the catalog")
+        return 1
+    print(f"stored views OK: each of the {checked} stored operations runs under a purpose "
+          f"of its clients")
     return 0
 
 
@@ -297,6 +260,39 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_graphiql_assets(args: argparse.Namespace) -> int:
+    """Fetch GraphiQL's files (pinned npm packages, integrity-checked) into the
+    configured ``graphiql_assets`` directory or ``--dir`` (``gateway.graphiql``)."""
+    from gateway.graphiql import PACKAGES, AssetsError, assets_problem, fetch_assets
+
+    directory = args.dir
+    if directory is None:
+        if not Path(args.config).exists():
+            print(f"credit-gateway: no configuration {args.config}: name one with --config, "
+                  f"or the directory with --dir", file=sys.stderr)
+            return 2
+        directory = Path(_settings(args).graphiql_assets)
+    versions = ", ".join(f"{p.name} {p.version}" for p in PACKAGES)
+    problem = assets_problem(directory)
+    if args.check:
+        if problem is None:
+            print(f"GraphiQL's files are in {directory} ({versions})")
+            return 0
+        print(f"credit-gateway: {directory}: {problem}", file=sys.stderr)
+        return 1
+    if problem is None and not args.force:
+        print(f"GraphiQL's files are already in {directory} ({versions}); --force fetches "
+              f"them again")
+        return 0
+    try:
+        fetch_assets(directory, registry=args.registry, tarballs=args.tarballs, log=print)
+    except AssetsError as exc:
+        print(f"credit-gateway: GraphiQL's files were not installed: {exc}", file=sys.stderr)
+        return 1
+    print(f"GraphiQL's files are in {directory} ({versions}), every tarball's integrity checked")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="credit-gateway",
@@ -312,12 +308,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=_at_least_one, default=1, metavar="N",
+                       help="worker processes on the one port (default 1); with more than "
+                       "one, set [limits] storage_url to share the rate limits")
+    serve.add_argument("--graceful-timeout", type=_seconds, default=None, metavar="SECONDS",
+                       help="on SIGTERM, how long requests in flight may take to finish "
+                       "before they are cancelled (default 25)")
     serve.set_defaults(handler=cmd_serve)
 
+    default_config = os.environ.get("CREDIT_GATEWAY_CONFIG", str(DEFAULT_DATA_DIR / "gateway.toml"))
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")
+    export.add_argument("--purpose", metavar="CODE",
+                        help="the schema that purpose's callers introspect: only the fields it "
+                        "may use, each described with what the policy does with it")
+    export.add_argument("--full", action="store_true",
+                        help="with --purpose: every field, each described for the purpose "
+                        "(what a client with full_schema = true introspects)")
+    export.add_argument("--catalog", type=Path, default=None,
+                        help="policy catalog (default: the configuration's, else the packaged one)")
+    export.add_argument("--config", type=Path, default=default_config)
     export.set_defaults(handler=cmd_export_schema)
 
-    default_config = os.environ.get("CREDIT_GATEWAY_CONFIG", str(DEFAULT_DATA_DIR / "gateway.toml"))
     clients = commands.add_parser("clients", help="list the registered clients and their purposes")
     clients.add_argument("--config", type=Path, default=default_config)
     clients.set_defaults(handler=cmd_clients)
@@ -336,33 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="change nothing, report only")
     prune.set_defaults(handler=cmd_audit_prune)
 
-    operations = commands.add_parser(
-        "operations", help="the persisted operations of the configured operations_file")
-    operation_commands = operations.add_subparsers(dest="operations_command", required=True)
-    add = operation_commands.add_parser(
-        "add", help="validate a GraphQL document against the schema and register it "
-        "(the operations file is created if absent)")
-    add.add_argument("file", type=Path, metavar="FILE.graphql",
-                     help="one operation (and its fragments); its SHA-256 is of the file's text")
-    add.add_argument("--client", action="append", metavar="ID",
-                     help="a client allowed to run it (repeat for several; none: any client)")
-    add.add_argument("--name", help="the operation's name (default: its own; required when "
-                     "it is anonymous)")
-    add.add_argument("--config", type=Path, default=default_config)
-    add.set_defaults(handler=cmd_operations_add)
-    listing = operation_commands.add_parser("list", help="name, hash and clients of each")
-    listing.add_argument("--config", type=Path, default=default_config)
-    listing.set_defaults(handler=cmd_operations_list)
-    remove = operation_commands.add_parser("remove", help="unregister an operation")
-    remove.add_argument("operation", metavar="NAME_OR_HASH",
-                        help="its name, or its hash (sha256:<hex> or the hex alone)")
-    remove.add_argument("--config", type=Path, default=default_config)
-    remove.set_defaults(handler=cmd_operations_remove)
+    register_operation_commands(commands, default_config)
 
     policy = commands.add_parser("policy", help="check or explain the purpose-of-use policy")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     for name, handler, help_text in (
-        ("check", cmd_policy_check, "validate the policy catalog against the schema"),
+        ("check", cmd_policy_check, "validate the policy catalog against the schema, and "
+         "report the stored views (operations) no purpose of their client may run any more "
+         "(exit 1)"),
         ("explain", cmd_policy_explain, "what a purpose may see, field by field"),
     ):
         sub = policy_commands.add_parser(name, help=help_text)
@@ -372,6 +364,24 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "explain":
             sub.add_argument("--purpose", required=True, help="purpose code, e.g. FINANCING")
         sub.set_defaults(handler=handler)
+
+    assets = commands.add_parser(
+        "graphiql-assets", help="fetch GraphiQL's files (pinned npm packages, integrity "
+        "checked) into the graphiql_assets directory, so the IDE needs no internet access")
+    assets.add_argument("--config", type=Path, default=default_config,
+                        help="whose graphiql_assets directory to fill (without --dir)")
+    assets.add_argument("--dir", type=Path, default=None,
+                        help="the directory (default: the configuration's graphiql_assets)")
+    assets.add_argument("--registry", default=None, metavar="URL",
+                        help="an npm registry or internal mirror (default: "
+                        "$NPM_CONFIG_REGISTRY, else npm's own `npm config get registry`)")
+    assets.add_argument("--from", dest="tarballs", type=Path, default=None, metavar="DIR",
+                        help="take the tarballs from DIR instead (as `npm pack graphiql@3.8.3 "
+                        "react@18.3.1 react-dom@18.3.1` writes them): no network")
+    assets.add_argument("--check", action="store_true",
+                        help="only say whether the directory holds them (exit 1 if not)")
+    assets.add_argument("--force", action="store_true", help="fetch them even if present")
+    assets.set_defaults(handler=cmd_graphiql_assets)
     for plugin in entry_points(group=COMMAND_PLUGINS):
         plugin.load()(commands)
     return parser

@@ -12,11 +12,21 @@ A TOML file, one table per client id (the ``client_id`` of its tokens)::
     introspection = false         # true: may introspect the schema and get "did you mean" hints
                                   # (internal apps building views), even where the gateway's
                                   # `introspection` setting is off
+    full_schema = false           # true: introspection answers with the whole schema (each
+                                  # field described for the declared purpose); false: only
+                                  # what the declared purpose may use (gateway/purpose_schema.py)
     persisted_only = false        # true: may run only persisted operations (gateway/operations.py,
                                   # by `documentId`); a `query` text is refused, 403
                                   # PERSISTED_OPERATION_REQUIRED, before it is parsed
+    rate_limit = "600/minute"     # requests per window (gateway/limits.py); default: the
+                                  # configuration's [limits] default_rate
+    cost_limit = "200000/minute"  # admitted cost per window; default: [limits] default_cost
 
-Validated strictly: unknown keys, kinds, purposes or values are errors.
+Validated strictly: unknown keys, kinds, purposes or values are errors; a
+limit must be one limit in the notation of the `limits` library
+(``"600/minute"``, ``"100 per 10 seconds"``). The clients of kind
+``partner_city`` of one ``organization`` share one budget (a partner city's
+several client ids), so they must declare the same limits.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from typing import Any
 
 from core.codes import InvalidCode, validate_uscc
 from core.errors import ConfigurationError
+from gateway.settings import parse_rate_limit
 from gateway.tables import strict_table
 
 
@@ -58,6 +69,15 @@ class Client:
     on_denied: OnDenied = OnDenied.PARTIAL
     introspection: bool = False
     persisted_only: bool = False  # may run only persisted operations, never a query text
+    full_schema: bool = False  # introspection shows every field, not only the purpose's
+    rate_limit: str | None = None  # requests per window; None: the settings' default_rate
+    cost_limit: str | None = None  # admitted cost per window; None: the default_cost
+
+    @property
+    def shares_organization_budget(self) -> bool:
+        """Whether the client's limits are its organization's, shared with the
+        organization's other client ids (a partner city's)."""
+        return self.kind is ClientKind.PARTNER_CITY
 
     @property
     def rejects_denied(self) -> bool:
@@ -66,7 +86,8 @@ class Client:
 
 
 _REQUIRED = {"organization", "city", "kind", "purposes"}
-_OPTIONAL = {"organization_code", "on_denied", "introspection", "persisted_only"}
+_OPTIONAL = {"organization_code", "on_denied", "introspection", "persisted_only", "full_schema",
+             "rate_limit", "cost_limit"}
 
 
 def parse_clients(
@@ -110,12 +131,36 @@ def parse_clients(
         persisted_only = table.get("persisted_only", False)
         if not isinstance(persisted_only, bool):
             raise ConfigurationError(f"{section}: persisted_only must be true or false")
+        full_schema = table.get("full_schema", False)
+        if not isinstance(full_schema, bool):
+            raise ConfigurationError(f"{section}: full_schema must be true or false")
+        for key in ("rate_limit", "cost_limit"):
+            if key in table:
+                parse_rate_limit(section, key, table[key])
         clients[client_id] = Client(
             id=client_id, organization=table["organization"], city=table["city"], kind=kind,
             purposes=frozenset(purposes), organization_code=code, on_denied=on_denied,
-            introspection=introspection, persisted_only=persisted_only,
+            introspection=introspection, persisted_only=persisted_only, full_schema=full_schema,
+            rate_limit=table.get("rate_limit"), cost_limit=table.get("cost_limit"),
         )
+    _check_shared_budgets(clients, where)
     return clients
+
+
+def _check_shared_budgets(clients: Mapping[str, Client], where: str) -> None:
+    """The client ids sharing an organization's budget declare the same limits."""
+    limits: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    for client in clients.values():
+        if not client.shares_organization_budget:
+            continue
+        declared = tuple(None if value is None else parse_rate_limit(where, "limit", value)
+                         for value in (client.rate_limit, client.cost_limit))
+        first = limits.setdefault(client.organization, (client.id, declared))
+        if first[1] != declared:
+            raise ConfigurationError(
+                f"{where}: partner-city clients {first[0]!r} and {client.id!r} of "
+                f"{client.organization!r} share one rate-limit budget but declare different "
+                f"rate_limit/cost_limit: declare the same (or none) for both")
 
 
 def load_clients(path: str | Path, known_purposes: Collection[str]) -> dict[str, Client]:

@@ -9,7 +9,7 @@ from typing import Any
 from gateway.clients import Client
 from gateway.enforcement import Plan, PlanCache
 from gateway.loaders import Loaders
-from gateway.operations import Operation
+from gateway.operations import Operation, OperationStore
 from gateway.policy import Decision, Policy
 from gateway.recording import AuditRecorder
 from gateway.settings import Settings
@@ -22,7 +22,10 @@ class Services:
     ``sources`` the connectors (for calls that are not batched, such as a
     name search), ``recorder`` the audit trail's writer, ``plans`` the
     enforcement plans of operations seen before, ``schema`` graphql-core's
-    schema (for planning)."""
+    schema (for planning), ``purpose_schemas`` its view per purpose that
+    introspection answers with (``gateway.purpose_schema.PurposeSchemas``),
+    ``operations`` the persisted-operation store (``None``: none configured;
+    ``Query.myViews`` lists a client's saved views from it)."""
 
     settings: Settings
     sources: SourceRegistry
@@ -30,6 +33,8 @@ class Services:
     recorder: AuditRecorder
     plans: PlanCache
     schema: Any
+    purpose_schemas: Any = None  # None: introspection sees the whole schema
+    operations: OperationStore | None = None
 
 
 @dataclass(slots=True)

@@ -8,6 +8,12 @@ source never called. Afterwards each denied field is put back as ``null``,
 in its place, with a ``FORBIDDEN_FOR_PURPOSE`` error at its path. A list
 merged from several sources, some of which failed, keeps the records of the
 others and gets an error at its path with ``extensions.partial = true``.
+
+An introspection operation (``Admitted.introspection_only``) is executed
+against the schema of the caller's purpose (``gateway.purpose_schema``,
+``Services.purpose_schemas``): what GraphiQL and schema tools see is what
+the purpose may use. ``denied_fields`` checks a stored document (a saved
+view) against a decision whatever the variables it will run with.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from graphql import (
     get_named_type,
     is_abstract_type,
 )
-from graphql import ExecutionResult
+from graphql import ExecutionResult, execute_sync, parse, validate
 from strawberry.extensions import SchemaExtension
 
 from gateway.admission import CACHE_TEXT_BUDGET, CACHED_TEXT_LENGTH
@@ -109,9 +115,10 @@ def _included(node: Any, variables: Mapping[str, Any],
 class _Planner:
     def __init__(self, schema: GraphQLSchema, document: DocumentNode,
                  operation: OperationDefinitionNode, variables: Mapping[str, Any],
-                 decision: Decision) -> None:
+                 decision: Decision, every_condition: bool = False) -> None:
         self.schema = schema
         self.decision = decision
+        self.every_condition = every_condition  # every @skip/@include counted as included
         self.variables = variables
         self.defaults = {
             d.variable.name.value: getattr(d.default_value, "value", None)
@@ -145,7 +152,8 @@ class _Planner:
         kept, changed = [], False
         order = self.plan.order.setdefault(path, []) if included else []
         for selection in selection_set.selections:
-            kept_here, by_variable = _included(selection, self.variables, self.defaults)
+            kept_here, by_variable = (True, False) if self.every_condition else _included(
+                selection, self.variables, self.defaults)
             self.used_variables |= by_variable
             visible = included and kept_here
             if isinstance(selection, FieldNode):
@@ -221,6 +229,7 @@ class PlanCache:
 
     def __init__(self, size: int = 1024, text_budget: int = CACHE_TEXT_BUDGET) -> None:
         self._plans: dict[tuple[Any, ...], Plan] = {}
+        self._denied: dict[tuple[str, str], tuple[str, ...] | None] = {}
         self._size = size
         self._text_budget = text_budget
         self._text = 0
@@ -239,6 +248,17 @@ class PlanCache:
             if plan is not None and plan.reusable:
                 self.put(key, plan)
         return plan
+
+    def denied_fields(self, schema: GraphQLSchema, text: str,
+                      decision: Decision) -> tuple[str, ...] | None:
+        """``denied_fields`` of a stored document (a saved view), kept per
+        (text, purpose) beside the plans (one per text and purpose)."""
+        key = (text, decision.purpose.code)
+        if key not in self._denied:
+            if len(self._denied) >= self._size:
+                self._denied.clear()
+            self._denied[key] = denied_fields(schema, text, decision)
+        return self._denied[key]
 
     def put(self, key: tuple[Any, ...], plan: Plan) -> None:
         if len(key[0]) > CACHED_TEXT_LENGTH or key in self._plans:
@@ -264,11 +284,13 @@ def _narrow(enclosing: Any, condition: Any) -> Any:
 
 def plan_operation(
     schema: GraphQLSchema, document: DocumentNode, operation_name: str | None,
-    variables: Mapping[str, Any] | None, decision: Decision,
+    variables: Mapping[str, Any] | None, decision: Decision, every_condition: bool = False,
 ) -> Plan | None:
     """The plan for the operation to be executed: the document without denied
     fields (the same document when nothing is denied). ``None`` when the
-    operation cannot be determined: nothing is executed then."""
+    operation cannot be determined: nothing is executed then.
+    ``every_condition``: count every field under ``@skip``/``@include`` as
+    selected, whatever the variables (for checking a stored document)."""
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name is not None:
         operations = [o for o in operations if o.name and o.name.value == operation_name]
@@ -276,7 +298,7 @@ def plan_operation(
         return None
     operation = operations[0]
     root = schema.get_root_type(operation.operation)
-    planner = _Planner(schema, document, operation, variables or {}, decision)
+    planner = _Planner(schema, document, operation, variables or {}, decision, every_condition)
     selection_set = planner.walk(operation.selection_set, root, (), True)
     fragments = planner.rewrite_fragments()
     plan = planner.plan
@@ -295,6 +317,21 @@ def plan_operation(
     plan.document = DocumentNode(definitions=tuple(definitions))
     plan.order = {p: keys for p, keys in plan.order.items() if p in planner.touched}
     return plan
+
+
+def denied_fields(schema: GraphQLSchema, text: str, decision: Decision) -> tuple[str, ...] | None:
+    """The coordinates of the fields a stored document's operation (one, with
+    its fragments) selects that ``decision`` denies, whatever the variables it
+    runs with: what enforcement would deny. ``None`` when the document does
+    not parse or validate against ``schema`` (it could not run at all)."""
+    try:
+        document = parse(text)
+    except GraphQLError:
+        return None
+    if validate(schema, document):
+        return None
+    plan = plan_operation(schema, document, None, {}, decision, every_condition=True)
+    return None if plan is None else tuple(plan.denied_coordinates())
 
 
 def _objects_at(value: Any, path: Path, concrete: list[Any]) -> Iterator[tuple[dict, list[Any]]]:
@@ -370,6 +407,16 @@ class PurposePolicy(SchemaExtension):
             return
         if plan is not None:
             execution.graphql_document = plan.document
+        admitted = context.admitted
+        purpose_schemas = context.services.purpose_schemas
+        if (admitted is not None and admitted.introspection_only and purpose_schemas is not None
+                and execution.graphql_document is not None):
+            # What the purpose may use, not the gateway's whole schema; only
+            # introspection's own resolvers run (strawberry executes nothing then).
+            execution.result = execute_sync(
+                purpose_schemas.get(context.purpose, context.client.full_schema),
+                execution.graphql_document, context_value=context,
+                variable_values=execution.variables, operation_name=execution.operation_name)
         yield
         result = execution.result
         if not isinstance(result, ExecutionResult):

@@ -19,6 +19,7 @@ from connectors.base import Connector, SourceCall
 from core.errors import SourceError
 from core.records.credit_office import REPAIRS
 from core.records.market import REGISTRATION
+from gateway import metrics
 from gateway.policy import Decision, PublicityWindow, RowFilter
 from gateway.sources import SourceRegistry
 
@@ -73,7 +74,8 @@ class Loaders:
         """``source``'s batch function for ``record_type``: its records
         prepared by their publicity window, then row-filtered."""
         self.sources_called.add(source.id)
-        batch = functools.partial(source.load, record_type, call=self.call)
+        batch = metrics.timed_batch(functools.partial(source.load, record_type, call=self.call),
+                                    source.id, record_type)  # one observation per batch call
         window = self._decision.windows.get(record_type)
         if window is not None:
             batch = self._prepared(batch, window, window.repair_kinds and not source.is_partner)
@@ -245,7 +247,8 @@ class Loaders:
         ``search_by_name``), each kept as its code's registration answer."""
         source = self._registry.local(REGISTRATION.name)
         self.sources_called.add(source.id)
-        found = await source.search_by_name(text, after, limit)
+        with metrics.source_call(source.id, "search", 0):
+            found = await source.search_by_name(text, after, limit)
         for registration in found:
             self.prime_local(REGISTRATION.name, registration.uscc, registration)
         return found

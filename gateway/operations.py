@@ -23,6 +23,13 @@ both run. ``credit-gateway operations add|list|remove`` writes the file
 (validating each document against the schema first); it is replaced
 atomically, so a running gateway never reads half of it.
 
+**Saved views** are the operations an internal app registers for itself
+(``credit-gateway views add|list|remove``): a client's views are the stored
+operations that name it in ``clients`` (``views_of``; an operation for any
+client is no one's view). Adding a view of a document stored already adds
+the client to that entry (``with_view``); removing one takes the client off
+it and drops the entry when no client is left (``without_view``).
+
 A client runs one with the GraphQL-over-HTTP persisted-document request
 ``{"documentId": "sha256:<hex>", "variables": {...}}`` (``gateway.http``);
 ``OperationStore.lookup`` answers which document that is for the client,
@@ -41,7 +48,7 @@ import re
 import time
 import tomllib
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +299,48 @@ def matching(operations: Mapping[str, Operation], name_or_hash: str) -> list[Ope
     return [o for o in operations.values() if o.name == name_or_hash]
 
 
+def views_of(operations: Iterable[Operation], client_id: str) -> list[Operation]:
+    """The saved views of ``client_id``: the operations naming it, by name."""
+    return sorted((o for o in operations if client_id in o.clients), key=lambda o: o.name)
+
+
+def with_view(operations: Mapping[str, Operation], operation: Operation,
+              client_id: str) -> dict[str, Operation]:
+    """``operations`` with ``operation``'s document saved as a view of
+    ``client_id``: a new entry for that client, or the client added to the
+    entry of the same document (unchanged when that entry is for any client
+    or names it already); ``ConfigurationError`` when the client has another
+    view (or operation) of that name."""
+    existing = operations.get(operation.sha256)
+    if existing is None:
+        saved = replace(operation, clients=(client_id,))
+    elif not existing.clients or client_id in existing.clients:
+        return dict(operations)
+    else:
+        saved = replace(existing, clients=(*existing.clients, client_id))
+    result = {**operations, saved.sha256: saved}
+    check_names(result.values())
+    return result
+
+
+def without_view(operations: Mapping[str, Operation], name: str,
+                 client_id: str) -> tuple[dict[str, Operation], Operation]:
+    """``operations`` without ``client_id``'s view ``name`` (the entry kept for
+    its other clients), and that view; ``ConfigurationError`` when the client
+    has no view of that name."""
+    found = [o for o in views_of(operations.values(), client_id) if o.name == name]
+    if not found:
+        raise ConfigurationError(f"client {client_id!r} has no saved view {name!r}")
+    (view,) = found  # names are unique per client (check_names)
+    result = dict(operations)
+    others = tuple(c for c in view.clients if c != client_id)
+    if others:
+        result[view.sha256] = replace(view, clients=others)
+    else:
+        del result[view.sha256]
+    return result, view
+
+
 def schema_problems(schema: Any, operation: Operation) -> list[str]:
     """What graphql-core's validation finds wrong with ``operation`` against ``schema``."""
     return [error.message for error in validate(schema, parse(operation.document))]
@@ -352,6 +401,13 @@ class OperationStore:
             self.check(now)
         operation = self.operations.get(document_id[len(DOCUMENT_ID_PREFIX):])
         return operation if operation is not None and operation.allows(client_id) else None
+
+    def views(self, client_id: str) -> list[Operation]:
+        """``client_id``'s saved views (``views_of``), the file re-read as by ``lookup``."""
+        now = self._clock()
+        if now >= self._check_at:
+            self.check(now)
+        return views_of(self.operations.values(), client_id)
 
     def check(self, now: float | None = None) -> None:
         """Re-read the file if it changed; keep the last good store if it is unusable."""

@@ -22,6 +22,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from gateway import metrics
 from gateway.audit import AuditEntry, AuditStore, AuditUnavailable
 from gateway.catalog import Catalog
 
@@ -33,6 +34,19 @@ AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 #: (longer) bound, which releases keep: a 401 is answered promptly while the
 #: trail is locked, and only its record may be missing (logged).
 REFUSAL_RECORD_TIMEOUT_SECONDS = 0.5
+
+
+def outcome_of(context: Any, result: Any) -> str:
+    """An executed operation's outcome as recorded: ``rejected`` (whole, for
+    a denied field), ``invalid`` (not run), ``failed`` (no data), ``partial``
+    (data and errors) or ``ok`` (``gateway.metrics`` maps them)."""
+    data = getattr(result, "data", None)
+    errors = getattr(result, "errors", None)
+    if context.rejected:
+        return "rejected"
+    if data is None:
+        return "invalid" if context.plan is None or not errors else "failed"
+    return "partial" if errors else "ok"
 
 
 class AuditRecorder:
@@ -64,14 +78,7 @@ class AuditRecorder:
         plan = context.plan
         denied = set(context.denied_fields)
         released = context.released - denied
-        data = getattr(result, "data", None)
-        errors = getattr(result, "errors", None) or []
-        if context.rejected:
-            outcome = "rejected"
-        elif data is None:
-            outcome = "invalid" if plan is None or not errors else "failed"
-        else:
-            outcome = "partial" if errors else "ok"
+        outcome = outcome_of(context, result)
         return AuditEntry(
             kind="release",
             request_id=context.request_id,
@@ -118,7 +125,7 @@ class AuditRecorder:
         )
         try:
             async with asyncio.timeout(REFUSAL_RECORD_TIMEOUT_SECONDS):
-                await self.store.append(entry)
+                await metrics.audit_append(self.store.append(entry), entry.kind)
         except AuditUnavailable:
             log.error("security event of request %s not recorded: audit trail unavailable",
                       request_id)
@@ -136,7 +143,8 @@ class AuditTrail(SchemaExtension):
         result = self.execution_context.result
         try:
             recorder = context.services.recorder
-            await recorder.store.append(recorder.entry_for(context, result))
+            await metrics.audit_append(recorder.store.append(recorder.entry_for(context, result)),
+                                       "release")
         except AuditUnavailable:
             log.error("request %s: audit record not committed, no data released",
                       context.request_id)

@@ -71,7 +71,9 @@ class GatewaySchema(strawberry.Schema):
             if isinstance(original, SourceError):
                 log.warning("%s at %s: %s", original.code, error.path, original.message)
             elif original is None or isinstance(original, (ClientError, GraphQLError)):
-                log.info("request error at %s: %s", error.path, error.message)
+                # The code only: a message may quote the client's values (an ID number).
+                code = (error.extensions or {}).get("code") or getattr(original, "code", None)
+                log.info("request error at %s: %s", error.path, code or "GRAPHQL_ERROR")
             else:
                 unexpected.append(error)
         super().process_errors(unexpected, execution_context)

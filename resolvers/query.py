@@ -15,6 +15,7 @@ from resolvers.entity import Entity, Person, prefetch
 from resolvers.financing import MAX_PORTFOLIO, FinancingProfile, financing_profiles
 from core.scalars import USCC, ResidentId
 from resolvers.info import Info
+from resolvers.views import my_views
 
 MIN_SEARCH_TEXT = 2
 
@@ -122,6 +123,12 @@ class Query:
     my_access = strawberry.field(
         resolver=my_access,
         description="What the calling client may see under the declared purpose of use.",
+    )
+
+    my_views = strawberry.field(
+        resolver=my_views,
+        description="The saved views (named operations) registered for the calling client, "
+        "with whether the declared purpose may run each now.",
     )
 
     @strawberry.field(description="One natural person's credit record.")

@@ -91,7 +91,7 @@ def test_a_body_that_is_not_a_graphql_request_is_400(gateway, body, message):
 
 def test_a_body_that_is_not_json_is_415(gateway):
     error = refusal(send(gateway, "{ __typename }", **{"Content-Type": "text/plain"}), 415)
-    assert error["extensions"] == {"code": "UNSUPPORTED_MEDIA_TYPE"}
+    assert error["extensions"] == {"code": "UNSUPPORTED_MEDIA_TYPE", "requestId": "trace-12345678"}
     charset = send(gateway, '{"query": "{ __typename }"}',
                    **{"Content-Type": "application/json; charset=utf-8"})
     assert charset.status_code == 200
@@ -100,7 +100,7 @@ def test_a_body_that_is_not_json_is_415(gateway):
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
 def test_other_methods_are_405_naming_post(gateway, method):
     error = refusal(send(gateway, '{"query": "{ __typename }"}', method=method), 405)
-    assert error["extensions"] == {"code": "METHOD_NOT_ALLOWED"}
+    assert error["extensions"] == {"code": "METHOD_NOT_ALLOWED", "requestId": "trace-12345678"}
 
 
 def test_queries_over_get_are_refused_with_allow_post(gateway):
@@ -128,7 +128,7 @@ def test_the_response_media_type_follows_accept(gateway, accept, media_type):
 def test_an_accept_naming_nothing_we_serve_is_406(gateway):
     error = refusal(send(gateway, '{"query": "{ __typename }"}', Accept="text/html"), 406,
                     media_type="application/json")
-    assert error["extensions"] == {"code": "NOT_ACCEPTABLE"}
+    assert error["extensions"] == {"code": "NOT_ACCEPTABLE", "requestId": "trace-12345678"}
 
 
 def test_request_errors_are_400_without_data_or_200_for_plain_json(gateway):
@@ -150,7 +150,7 @@ def test_several_operations_without_an_operation_name_is_an_error(gateway):
     error = refusal(send(gateway, f'{{"query": "{TWO_OPERATIONS}"}}'))
     assert error == {
         "message": "Must provide operation name if query contains multiple operations.",
-        "extensions": {"code": "OPERATION_NAME_REQUIRED"},
+        "extensions": {"code": "OPERATION_NAME_REQUIRED", "requestId": "trace-12345678"},
     }
 
 
@@ -158,7 +158,7 @@ def test_several_operations_without_an_operation_name_is_an_error(gateway):
 def test_an_operation_name_naming_no_operation_is_an_error(gateway, query):
     error = refusal(send(gateway, f'{{"query": "{query}", "operationName": "C"}}'))
     assert error == {"message": 'Unknown operation named "C".',
-                     "extensions": {"code": "UNKNOWN_OPERATION_NAME"}}
+                     "extensions": {"code": "UNKNOWN_OPERATION_NAME", "requestId": "trace-12345678"}}
 
 
 def test_the_operation_named_runs(gateway):
@@ -184,7 +184,7 @@ def test_a_body_over_the_limit_is_413_by_its_length(demo_settings):
         at = '{"query": "{ __typename }"}'.ljust(100)
         assert send(small, at).status_code == 200
         error = refusal(send(small, at + " "), 413)
-    assert error["extensions"] == {"code": "REQUEST_TOO_LARGE", "limit": 100}
+    assert error["extensions"] == {"code": "REQUEST_TOO_LARGE", "limit": 100, "requestId": "trace-12345678"}
 
 
 @pytest.mark.anyio

@@ -4,14 +4,8 @@ completion and linting, and schema tools, need it."""
 from __future__ import annotations
 
 import pytest
-from graphql import (build_client_schema, build_schema, get_introspection_query,
-                     lexicographic_sort_schema, print_schema)
 
-from gateway.schema import export_sdl
 from tests.gateway_fixtures import Gateway
-
-AS = [("hz-market-app", "SUPERVISION"), ("xinyong-huizhou", "PUBLIC_DISCLOSURE"),
-      ("bank-icbc-huizhou", "FINANCING"), ("hz-procurement", "PROCUREMENT_REVIEW")]
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +14,7 @@ def gateway(demo_settings):
         yield gateway
 
 
-@pytest.mark.parametrize("as_", AS, ids=[purpose for _, purpose in AS])
-def test_graphiqls_introspection_query_returns_the_whole_schema(gateway, as_):
-    body = gateway.query(get_introspection_query(descriptions=True), as_)
-    assert "errors" not in body, body["errors"]
-    rebuilt = print_schema(lexicographic_sort_schema(build_client_schema(body["data"])))
-    assert rebuilt == print_schema(lexicographic_sort_schema(build_schema(export_sdl())))
+# GraphiQL's whole introspection query per purpose: tests/test_purpose_schema.py.
 
 
 def test_type_introspection_beside_data(gateway, population):

@@ -58,6 +58,7 @@ ITEM_ACCESS = {
     "financing_employment":    "----Z-----",
     "financing_housing_fund":  "----Z-----",
     "financing_utilities":     "----Z-----",
+    "saved_views":             "AAAAAAAAAA",
 }
 MASKED_FIELDS = {"Registration.legalRepresentativeIdNumber",
                  "DishonestDebtorRecord.subjectIdNumber", "Person.idNumber"}

@@ -145,7 +145,7 @@ class AuditStore:
             if isinstance(exc, AuditUnavailable):
                 raise
             # Health probes repeat: a warning each, the driver's words in the log only.
-            log.warning("audit trail check failed: %r", exc)
+            log.warning("audit trail check failed: %s", _driver_error(exc))
             raise AuditUnavailable(
                 f"the audit trail does not accept writes: {exc.__class__.__name__}") from exc
 
@@ -278,5 +278,12 @@ def _unavailable(action: str, exc: Exception) -> AuditUnavailable:
     if isinstance(exc, AuditUnavailable):
         return exc
     # The driver's words may name hosts or SQL: the log gets them, the message does not.
-    log.error("audit trail could not be %s: %r", action, exc)
+    log.error("audit trail could not be %s: %s", action, _driver_error(exc))
     return AuditUnavailable(f"the audit trail could not be {action}: {exc.__class__.__name__}")
+
+
+def _driver_error(exc: BaseException) -> str:
+    """The driver's own error, without SQLAlchemy's statement and parameters
+    (they would put what was recorded, hashed subjects included, in the log)."""
+    original = getattr(exc, "orig", None) or exc
+    return f"{type(original).__name__}: {original}"

@@ -15,6 +15,7 @@ started is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -70,7 +71,10 @@ class GroupCommitWriter:
                        "the audit writer's event loop has ended")
             self._queue = deque(w for w in self._queue if w[1].get_loop() is loop)
             self._wakeup = asyncio.Event()
-            self._task = loop.create_task(self._run(), name="audit-group-commit")
+            # A context of its own: not that of the request that happened to start
+            # it (its log lines would carry that request's id, its spans that trace).
+            self._task = loop.create_task(self._run(), name="audit-group-commit",
+                                          context=contextvars.Context())
 
     async def _run(self) -> None:
         assert self._wakeup is not None
@@ -93,7 +97,11 @@ class GroupCommitWriter:
         try:
             records = await self._commit([entry for entry, _ in batch])
         except Exception as exc:
-            log.error("audit batch of %d entries not committed: %r", len(batch), exc)
+            # The driver's error, not SQLAlchemy's text around it (which repeats the
+            # statement's parameters: the entries themselves).
+            driver = getattr(exc, "orig", None) or exc
+            log.error("audit batch of %d entries not committed: %s: %s", len(batch),
+                      type(driver).__name__, str(driver).split("\n", 1)[0][:300])
             reason = str(exc) if isinstance(exc, AuditUnavailable) else exc.__class__.__name__
             self._fail(batch, f"the audit trail could not be written: {reason}", cause=exc)
             return

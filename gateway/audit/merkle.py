@@ -1,0 +1,242 @@
+"""RFC 9162 Merkle tree hashing, proofs and a compact frontier.
+
+The audit trail is made verifiable from outside the way Certificate
+Transparency logs are: its records are the leaves of an RFC 9162 §2.1 Merkle
+tree (SHA-256), a signed checkpoint (gateway/audit/checkpoint.py) commits to
+the root at a tree size, and anyone holding a record can check an inclusion
+proof against it; anyone holding two checkpoints can check a consistency proof
+that the later tree extends the earlier one (append-only, nothing rewritten).
+
+Contracts
+---------
+* Leaves are numbered from 0 (RFC 9162 ``leaf_index``).  Every function below
+  except :func:`leaf_hash` takes *leaf hashes* (32 bytes each), not leaf data:
+  the store keeps or recomputes the hashes, proofs never need the data.
+* ``leaf_hash(d) = SHA-256(0x00 || d)``, ``node_hash(l, r) = SHA-256(0x01 ||
+  l || r)`` (§2.1.1); the root of the empty tree is ``SHA-256("")``; for n > 1
+  leaves the tree splits at k, the largest power of two smaller than n.
+* Proof *generation* (:func:`inclusion_proof`, :func:`consistency_proof`) takes
+  the full list of leaf hashes, O(n) time; it is for the log side.
+* Proof *verification* (:func:`verify_inclusion`, :func:`verify_consistency`)
+  needs only sizes, hashes and the proof, O(log n), and returns ``False`` (never
+  raises) for any malformed or wrong input: a hash of the wrong length, an index
+  out of range, a proof with an element too many or too few.
+* :class:`Frontier` holds the roots of the perfect subtrees covering the first
+  n leaves (one per set bit of n, at most floor(log2 n) + 1 hashes, largest
+  first).  An append costs O(log n) hashes and the root is computed from it
+  alone, so a store can keep it in its head row and update it in the same
+  transaction as the records it covers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Sequence
+
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """RFC 9162 §2.1.1: the hash of a leaf, ``SHA-256(0x00 || data)``."""
+    return hashlib.sha256(b"\x00" + bytes(data)).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """RFC 9162 §2.1.1: an interior node, ``SHA-256(0x01 || left || right)``."""
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two smaller than n (n > 1): k < n <= 2k."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def root(hashes: Sequence[bytes]) -> bytes:
+    """RFC 9162 §2.1.1 MTH(D[n]) over the given leaf hashes (empty: SHA-256(""))."""
+    n = len(hashes)
+    if n == 0:
+        return EMPTY_ROOT
+    if n == 1:
+        return hashes[0]
+    k = _split(n)
+    return node_hash(root(hashes[:k]), root(hashes[k:]))
+
+
+def inclusion_proof(hashes: Sequence[bytes], index: int, size: int | None = None) -> list[bytes]:
+    """RFC 9162 §2.1.3.1 PATH(m, D[n]) for leaf ``index`` in the tree of the
+    first ``size`` leaves (default: all), ordered from the leaf up."""
+    size = len(hashes) if size is None else size
+    if not 0 <= index < size <= len(hashes):
+        raise ValueError(f"no leaf {index} in a tree of {size} leaves")
+    return _path(index, hashes[:size])
+
+
+def _path(m: int, d: Sequence[bytes]) -> list[bytes]:
+    n = len(d)
+    if n == 1:
+        return []
+    k = _split(n)
+    if m < k:
+        return _path(m, d[:k]) + [root(d[k:])]
+    return _path(m - k, d[k:]) + [root(d[:k])]
+
+
+def consistency_proof(hashes: Sequence[bytes], first: int, second: int | None = None) -> list[bytes]:
+    """RFC 9162 §2.1.4.1 PROOF(m, D[n]) between the trees of the first ``first``
+    and the first ``second`` leaves (default: all).  Empty when
+    ``first`` is 0 or equal to ``second``."""
+    second = len(hashes) if second is None else second
+    if not 0 <= first <= second <= len(hashes):
+        raise ValueError(f"no consistency proof from {first} to {second} leaves")
+    if first == 0 or first == second:
+        return []
+    return _subproof(first, hashes[:second], True)
+
+
+def _subproof(m: int, d: Sequence[bytes], b: bool) -> list[bytes]:
+    n = len(d)
+    if m == n:
+        return [] if b else [root(d)]
+    k = _split(n)
+    if m <= k:
+        return _subproof(m, d[:k], b) + [root(d[k:])]
+    return _subproof(m - k, d[k:], False) + [root(d[:k])]
+
+
+def _well_formed(*hashes: bytes) -> bool:
+    return all(isinstance(h, (bytes, bytearray)) and len(h) == HASH_SIZE for h in hashes)
+
+
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes | None:
+    """RFC 9162 §2.1.3.2: the root an inclusion proof leads to, or ``None`` if the
+    proof cannot be one for leaf ``index`` of a tree of ``size`` leaves."""
+    if not (0 <= index < size) or not _well_formed(leaf, *proof):
+        return None
+    fn, sn, r = index, size - 1, bytes(leaf)
+    for p in proof:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return r if sn == 0 else None
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root_hash: bytes) -> bool:
+    """RFC 9162 §2.1.3.2: does ``proof`` show that ``leaf`` (a leaf *hash*) is
+    leaf ``index`` of the tree of ``size`` leaves whose root is ``root_hash``?"""
+    r = root_from_inclusion_proof(index, size, leaf, proof)
+    return r is not None and _well_formed(root_hash) and hmac.compare_digest(r, root_hash)
+
+
+def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes,
+                       proof: Sequence[bytes]) -> bool:
+    """RFC 9162 §2.1.4.2: does ``proof`` show that the tree of ``second`` leaves
+    with root ``second_root`` extends the tree of ``first`` leaves with root
+    ``first_root``?  ``first == second`` needs an empty proof and equal roots;
+    ``first == 0`` needs an empty proof (every tree extends the empty one), as in
+    the transparency-dev/merkle verifier."""
+    if not 0 <= first <= second or not _well_formed(*proof):
+        return False
+    if first == second:
+        return not proof and _well_formed(first_root) and hmac.compare_digest(first_root, second_root)
+    if first == 0:
+        return not proof
+    if not proof or not _well_formed(first_root, second_root):
+        return False
+    path = list(proof)
+    if first & (first - 1) == 0:
+        path.insert(0, first_root)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return (sn == 0 and hmac.compare_digest(fr, first_root)
+            and hmac.compare_digest(sr, second_root))
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """The compact state of a tree of ``size`` leaves: the roots of its maximal
+    perfect subtrees, left (largest) to right, one per set bit of ``size``.
+
+    Immutable: :meth:`append` returns the frontier of ``size + 1`` leaves, in
+    O(log n) hash operations.  :meth:`root` folds the hashes right to left into
+    MTH of the first ``size`` leaves (RFC 9162 §2.1.1).  :meth:`to_bytes` /
+    :meth:`from_bytes` give a storable form: the concatenated hashes, whose
+    number the size determines (``from_bytes`` refuses any other length).
+    """
+
+    size: int = 0
+    hashes: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or len(self.hashes) != self.size.bit_count() or not _well_formed(*self.hashes):
+            raise ValueError(f"a frontier of {self.size} leaves has {self.size.bit_count()} hashes of {HASH_SIZE} bytes")
+
+    @classmethod
+    def of(cls, hashes: Sequence[bytes]) -> Frontier:
+        """The frontier of the given leaf hashes (O(n))."""
+        f = cls()
+        for h in hashes:
+            f = f.append(h)
+        return f
+
+    def append(self, leaf: bytes) -> Frontier:
+        """The frontier after appending one leaf *hash*."""
+        if not _well_formed(leaf):
+            raise ValueError(f"a leaf hash is {HASH_SIZE} bytes")
+        stack, h, n = list(self.hashes), bytes(leaf), self.size
+        while n & 1:
+            h = node_hash(stack.pop(), h)
+            n >>= 1
+        stack.append(h)
+        return Frontier(self.size + 1, tuple(stack))
+
+    def extend(self, leaves: Sequence[bytes]) -> Frontier:
+        """The frontier after appending several leaf hashes, in order."""
+        f = self
+        for h in leaves:
+            f = f.append(h)
+        return f
+
+    def root(self) -> bytes:
+        """MTH of the first ``size`` leaves."""
+        if not self.hashes:
+            return EMPTY_ROOT
+        r = self.hashes[-1]
+        for h in reversed(self.hashes[:-1]):
+            r = node_hash(h, r)
+        return r
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self.hashes)
+
+    @classmethod
+    def from_bytes(cls, size: int, data: bytes) -> Frontier:
+        if len(data) != HASH_SIZE * size.bit_count():
+            raise ValueError(f"a frontier of {size} leaves is {HASH_SIZE * size.bit_count()} bytes, not {len(data)}")
+        return cls(size, tuple(data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)))

@@ -274,7 +274,10 @@ def purpose_schema(schema: GraphQLSchema, catalog: Catalog, decision: Decision,
     filtered = GraphQLSchema(
         query=root(schema.query_type), mutation=root(schema.mutation_type),
         subscription=root(schema.subscription_type),
-        types=[copies[name] for name in sorted(copies) if not name.startswith("__")],
+        # In the full schema's order (the query root's fields as written: GraphiQL's
+        # docs and introspection list the record types first).
+        types=[copies[name] for name in schema.type_map
+               if name in copies and not name.startswith("__")],
         directives=schema.directives, description=schema.description,
         extensions=schema.extensions)
     errors = validate_schema(filtered)

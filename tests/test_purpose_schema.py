@@ -245,7 +245,7 @@ def test_every_purposes_view_is_a_valid_schema_decided_by_the_policy(policy, vie
 
 def test_the_views_sdl_has_the_descriptions(views):
     text = views.sdl("SUPERVISION")
-    assert text.endswith("}\n") and "repairs: [CreditRepair!]" in text
+    assert text.endswith("\n") and "repairs: [CreditRepair!]" in text
     assert "The schema for purpose SUPERVISION (事中事后监管)" in text
     assert "auditTrail" not in text
 

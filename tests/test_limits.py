@@ -347,7 +347,6 @@ def test_each_app_counts_alone_in_memory(demo_settings, tmp_path):
 def redis_prefix() -> Iterator[str]:
     """A key prefix of this test's own on the Redis server; its keys are removed after."""
     import redis  # a test dependency (pyproject's test extra)
-
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
     try:
         client.ping()

@@ -325,7 +325,8 @@ def _graphql_request(body: bytes) -> GraphQLRequest:
     if document_id is not None:
         if not is_document_id(document_id):
             raise Refused("BAD_REQUEST", "`documentId` must be `sha256:` followed by the 64 "
-                                         "lower-case hex digits of the document's SHA-256")
+                                         "lower-case hex digits of the document's SHA-256, or "
+                                         "`view:` followed by the name of a saved view")
     elif not isinstance(query, str) or not query.strip():
         raise Refused("BAD_REQUEST", "the request needs a `query` (a GraphQL document as a "
                                      "string) or the `documentId` of a persisted operation")

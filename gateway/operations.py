@@ -66,6 +66,9 @@ from gateway.tables import strict_table
 logger = logging.getLogger("gateway.operations")
 
 DOCUMENT_ID_PREFIX = "sha256:"
+#: ``view:<Name>``: the calling client's saved view of that name (run by name).
+VIEW_ID_PREFIX = "view:"
+_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 #: The store file is looked at (``os.stat``) at most this often.
 CHECK_SECONDS = 1.0
 #: A file modified less than this long ago (wall clock) is read again at the next check.
@@ -108,9 +111,14 @@ def document_hash(text: str) -> str:
 
 
 def is_document_id(value: object) -> bool:
-    """Whether ``value`` is a SHA-256 hex document identifier, ``sha256:<64 lower-case hex>``."""
-    return (isinstance(value, str) and value.startswith(DOCUMENT_ID_PREFIX)
-            and _HEX.fullmatch(value, len(DOCUMENT_ID_PREFIX)) is not None)
+    """Whether ``value`` is a document identifier: ``sha256:<64 lower-case
+    hex>``, or ``view:<Name>`` (a saved view of the caller, by its name)."""
+    if not isinstance(value, str):
+        return False
+    if value.startswith(VIEW_ID_PREFIX):
+        return _NAME.fullmatch(value, len(VIEW_ID_PREFIX)) is not None
+    return value.startswith(DOCUMENT_ID_PREFIX) and \
+        _HEX.fullmatch(value, len(DOCUMENT_ID_PREFIX)) is not None
 
 
 def operation_of(document: str, name: str | None = None, clients: Iterable[str] = (),
@@ -391,11 +399,15 @@ class OperationStore:
         self._check_at = self._clock() + CHECK_SECONDS
 
     def lookup(self, document_id: str, client_id: str) -> Operation | None:
-        """The operation ``document_id`` (``sha256:<hex>``) names, if
-        ``client_id`` may run it; ``None`` otherwise, whether or not it exists
-        for another client. ``ValueError`` for a malformed id."""
+        """The operation ``document_id`` (``sha256:<hex>``, or ``view:<Name>``
+        for ``client_id``'s saved view of that name) names, if ``client_id``
+        may run it; ``None`` otherwise, whether or not it exists for another
+        client. ``ValueError`` for a malformed id."""
         if not is_document_id(document_id):
-            raise ValueError(f"not a sha256 document id: {document_id!r}")
+            raise ValueError(f"not a document id: {document_id!r}")
+        if document_id.startswith(VIEW_ID_PREFIX):
+            name = document_id[len(VIEW_ID_PREFIX):]
+            return next((view for view in self.views(client_id) if view.name == name), None)
         now = self._clock()
         if now >= self._check_at:
             self.check(now)

@@ -217,6 +217,21 @@ def test_a_saved_view_runs_by_its_document_id(gateway, population):
     assert response.json()["errors"][0]["extensions"]["code"] == "PERSISTED_OPERATION_NOT_FOUND"
 
 
+def test_a_saved_view_runs_by_its_name(gateway, population):
+    firm = population.showcase["clean"]
+    response = gateway.run("view:Record", (APP, "SUPERVISION"), variables={"uscc": firm.uscc})
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["entity"]["registration"]["name"] == firm.name
+    # only the caller's own views have names: another client's, or none, is not found
+    for as_, name in (((APP, "SUPERVISION"), "view:Nope"),
+                      (("hz-credit-office", "SUPERVISION"), "view:Record")):
+        body = gateway.run(name, as_, variables={"uscc": firm.uscc}).json()
+        assert body["errors"][0]["extensions"]["code"] == "PERSISTED_OPERATION_NOT_FOUND"
+    refused = gateway.run("view:not a name", (APP, "SUPERVISION"))
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
 def test_my_views_without_an_operations_file_is_empty(demo_settings):
     with Gateway(dataclasses.replace(demo_settings, operations_file="")) as gateway:
         assert gateway.query(MY_VIEWS, (APP, "SUPERVISION"))["data"]["myViews"] == []

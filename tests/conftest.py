@@ -223,3 +223,21 @@ def demo_settings(generated_demo_settings):
     from tests.gateway_fixtures import without_persisted_only
 
     return without_persisted_only(generated_demo_settings)
+
+
+@pytest.fixture
+def config_with_own_operations(generated_demo_settings, tmp_path):
+    """A configuration of the demo's with an operations file of its own
+    (``ops/operations.toml``, relative to the configuration, not yet there)."""
+    import re
+    from pathlib import Path
+
+    demo_dir = Path(generated_demo_settings.auth.jwks_file).parent
+    text = (demo_dir / "gateway.toml").read_text(encoding="utf-8")
+    text = re.sub(r'(?m)^operations_file = .*$', 'operations_file = "ops/operations.toml"', text)
+    text = text.replace('jwks_file = "jwks.json"', f'jwks_file = "{demo_dir / "jwks.json"}"')
+    text = text.replace('clients_file = "clients.toml"',
+                        f'clients_file = "{demo_dir / "clients.toml"}"')
+    path = tmp_path / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return path

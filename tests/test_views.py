@@ -41,18 +41,8 @@ def id_of(text: str) -> str:
 
 
 @pytest.fixture
-def config(generated_demo_settings, tmp_path):
-    """A configuration of the demo's with an operations file of its own
-    (``ops/operations.toml``, relative to the configuration, not yet there)."""
-    demo_dir = Path(generated_demo_settings.auth.jwks_file).parent
-    text = (demo_dir / "gateway.toml").read_text(encoding="utf-8")
-    text = re.sub(r'(?m)^operations_file = .*$', 'operations_file = "ops/operations.toml"', text)
-    text = text.replace('jwks_file = "jwks.json"', f'jwks_file = "{demo_dir / "jwks.json"}"')
-    text = text.replace('clients_file = "clients.toml"',
-                        f'clients_file = "{demo_dir / "clients.toml"}"')
-    path = tmp_path / "gateway.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+def config(config_with_own_operations):
+    return config_with_own_operations
 
 
 def files(tmp_path: Path, **texts: str) -> list[str]:

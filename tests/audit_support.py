@@ -26,6 +26,8 @@ DROP_ALL = [
     "DROP TABLE IF EXISTS audit_subjects",
     "DROP TABLE IF EXISTS audit_head",
     "DROP TABLE IF EXISTS audit_anchor",
+    "DROP TABLE IF EXISTS audit_tree",
+    "DROP TABLE IF EXISTS audit_checkpoints",
     "DROP TABLE IF EXISTS audit_alembic_version",
 ]
 

@@ -148,11 +148,11 @@ async def drop_subject_from_index(conn):
 
 
 async def add_subject_to_index(conn):
-    await conn.execute(sa.insert(schema.subjects), [{"seq": 2, "subject": USCC_A}])
+    await conn.execute(sa.insert(schema.subjects), [{"seq": 2, "subject": USCC_A, "salt": bytes(16)}])
 
 
 async def add_stray_subject_to_index(conn):
-    await conn.execute(sa.insert(schema.subjects), [{"seq": 99, "subject": USCC_B}])
+    await conn.execute(sa.insert(schema.subjects), [{"seq": 99, "subject": USCC_B, "salt": bytes(16)}])
 
 
 async def alter_head_hash(conn):

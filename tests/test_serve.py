@@ -402,7 +402,9 @@ def test_the_gateway_needs_only_its_grants_on_the_audit_tables():
         await store.migrate()  # creates the schema: the owner's job, once per release
         await store.aclose()
         both = f"{gateway}, {pruner}"
-        await _admin_at(url(), f"GRANT SELECT, INSERT ON audit_records, audit_subjects TO {both}",
+        await _admin_at(url(), f"GRANT SELECT, INSERT ON audit_records, audit_subjects, audit_tree "
+                        f"TO {both}",
+                        f"GRANT SELECT, INSERT, UPDATE ON audit_checkpoints TO {both}",
                         f"GRANT SELECT, UPDATE ON audit_head TO {both}",
                         f"GRANT SELECT ON audit_anchor, audit_alembic_version TO {both}",
                         f"GRANT DELETE ON audit_records, audit_subjects TO {pruner}",

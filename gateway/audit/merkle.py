@@ -37,6 +37,7 @@ from typing import Sequence
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+Node = tuple[int, int, bytes]  # (level, idx, hash) of a perfect subtree
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -104,6 +105,97 @@ def _subproof(m: int, d: Sequence[bytes], b: bool) -> list[bytes]:
     if m <= k:
         return _subproof(m, d[:k], b) + [root(d[k:])]
     return _subproof(m - k, d[k:], False) + [root(d[:k])]
+
+
+# Proofs from stored subtrees --------------------------------------------------
+# A store that keeps every perfect subtree (``Frontier.extend_with_nodes``)
+# answers a proof in two steps: :func:`proof_nodes` names the ``(level, idx)``
+# it needs (O(log n) of them), the store reads them in one query, and
+# :func:`inclusion_proof_from` / :func:`consistency_proof_from` build the RFC
+# 9162 proof from that mapping (``KeyError`` when one is missing).
+
+NodeMap = dict[tuple[int, int], bytes]
+
+
+def _range_root(lo: int, hi: int, nodes: NodeMap) -> bytes:
+    """MTH of leaves ``lo .. hi - 1`` (a range of the RFC 9162 split) from perfect subtrees."""
+    n = hi - lo
+    if n & (n - 1) == 0 and lo % n == 0:
+        level = n.bit_length() - 1
+        return nodes[(level, lo >> level)]
+    k = _split(n)
+    return node_hash(_range_root(lo, lo + k, nodes), _range_root(lo + k, hi, nodes))
+
+
+def _range_coordinates(lo: int, hi: int, out: set[tuple[int, int]]) -> None:
+    n = hi - lo
+    if n & (n - 1) == 0 and lo % n == 0:
+        level = n.bit_length() - 1
+        out.add((level, lo >> level))
+        return
+    k = _split(n)
+    _range_coordinates(lo, lo + k, out)
+    _range_coordinates(lo + k, hi, out)
+
+
+def _inclusion_ranges(m: int, lo: int, hi: int) -> list[tuple[int, int]]:
+    """PATH(m, D[lo:hi]) as the leaf ranges whose roots it lists, from the leaf up."""
+    ranges = []
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if m < lo + k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo += k
+    return ranges[::-1]
+
+
+def _consistency_ranges(m: int, lo: int, hi: int, b: bool) -> list[tuple[int, int]]:
+    """SUBPROOF(m, D[lo:hi], b) as leaf ranges (RFC 9162 §2.1.4.1)."""
+    n = hi - lo
+    if m == n:
+        return [] if b else [(lo, hi)]
+    k = _split(n)
+    if m <= k:
+        return _consistency_ranges(m, lo, lo + k, b) + [(lo + k, hi)]
+    return _consistency_ranges(m - k, lo + k, hi, False) + [(lo, lo + k)]
+
+
+def _proof_ranges(kind: str, a: int, size: int) -> list[tuple[int, int]]:
+    if kind == "inclusion":
+        if not 0 <= a < size:
+            raise ValueError(f"no leaf {a} in a tree of {size} leaves")
+        return _inclusion_ranges(a, 0, size)
+    if not 0 <= a <= size:
+        raise ValueError(f"no consistency proof from {a} to {size} leaves")
+    return [] if a in (0, size) else _consistency_ranges(a, 0, size, True)
+
+
+def proof_nodes(kind: str, a: int, size: int) -> set[tuple[int, int]]:
+    """The perfect subtrees an ``"inclusion"`` proof of leaf ``a`` or a
+    ``"consistency"`` proof from ``a`` leaves needs, in a tree of ``size``."""
+    out: set[tuple[int, int]] = set()
+    for lo, hi in _proof_ranges(kind, a, size):
+        _range_coordinates(lo, hi, out)
+    return out
+
+
+def inclusion_proof_from(nodes: NodeMap, index: int, size: int) -> list[bytes]:
+    """:func:`inclusion_proof` from the subtrees :func:`proof_nodes` named."""
+    return [_range_root(lo, hi, nodes) for lo, hi in _proof_ranges("inclusion", index, size)]
+
+
+def consistency_proof_from(nodes: NodeMap, first: int, second: int) -> list[bytes]:
+    """:func:`consistency_proof` from the subtrees :func:`proof_nodes` named."""
+    return [_range_root(lo, hi, nodes) for lo, hi in _proof_ranges("consistency", first, second)]
+
+
+def root_from(nodes: NodeMap, size: int) -> bytes:
+    """MTH of the first ``size`` leaves from the perfect subtrees of
+    ``Frontier.coordinates(size)``."""
+    return EMPTY_ROOT if size == 0 else _range_root(0, size, nodes)
 
 
 def _well_formed(*hashes: bytes) -> bool:
@@ -207,21 +299,43 @@ class Frontier:
 
     def append(self, leaf: bytes) -> Frontier:
         """The frontier after appending one leaf *hash*."""
-        if not _well_formed(leaf):
-            raise ValueError(f"a leaf hash is {HASH_SIZE} bytes")
-        stack, h, n = list(self.hashes), bytes(leaf), self.size
-        while n & 1:
-            h = node_hash(stack.pop(), h)
-            n >>= 1
-        stack.append(h)
-        return Frontier(self.size + 1, tuple(stack))
+        return self.extend_with_nodes([leaf])[0]
+
+    @staticmethod
+    def coordinates(size: int) -> list[tuple[int, int]]:
+        """The ``(level, idx)`` of the perfect subtrees a frontier of ``size``
+        leaves holds, largest first (``hashes`` in that order)."""
+        out, start = [], 0
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size >> level & 1:
+                out.append((level, start >> level))
+                start += 1 << level
+        return out
 
     def extend(self, leaves: Sequence[bytes]) -> Frontier:
         """The frontier after appending several leaf hashes, in order."""
-        f = self
-        for h in leaves:
-            f = f.append(h)
-        return f
+        return self.extend_with_nodes(leaves)[0]
+
+    def extend_with_nodes(self, leaves: Sequence[bytes]) -> tuple[Frontier, list[Node]]:
+        """The frontier after appending ``leaves`` (hashes, in order), and every
+        perfect subtree they complete as ``(level, idx, hash)``: the leaves
+        themselves at level 0, each merge at the level above (``idx`` counts
+        subtrees of ``2**level`` leaves from the left), what a store keeps to
+        answer proofs with :func:`inclusion_proof_from` in O(log n) reads."""
+        stack, size, nodes = list(self.hashes), self.size, []
+        for leaf in leaves:
+            if not _well_formed(leaf):
+                raise ValueError(f"a leaf hash is {HASH_SIZE} bytes")
+            h, n, level = bytes(leaf), size, 0
+            nodes.append((0, size, h))
+            while n & 1:
+                h = node_hash(stack.pop(), h)
+                n >>= 1
+                level += 1
+                nodes.append((level, size >> level, h))
+            stack.append(h)
+            size += 1
+        return Frontier(size, tuple(stack)), nodes
 
     def root(self) -> bytes:
         """MTH of the first ``size`` leaves."""

@@ -5,9 +5,19 @@ a test compares the two).
   writer; list fields are JSON arrays in text columns, the latency an integer
   of microseconds; ``prev_hash`` and ``hash`` link the chain.
 * ``audit_subjects``: ``(subject, seq)`` for every distinct subject of a
-  record, the index behind ``query(subject=...)``.
-* ``audit_head``: one row (``id`` 1): the last ``seq`` and its ``hash``,
-  updated in the transaction that inserts the records; writers lock it.
+  record, the index behind ``query(subject=...)``, with the random ``salt``
+  of the subject's commitment in the record's Merkle leaf (``leaf.py``).
+* ``audit_head``: one row (``id`` 1): the last ``seq`` and its ``hash``, and
+  the Merkle tree's compact ``frontier`` (``merkle.Frontier.to_bytes``) over
+  the leaves of records ``tree_base + 1 .. seq`` (``tree_base`` is 0 unless
+  the trail was pruned before it had a tree), updated in the transaction
+  that inserts the records; writers lock it.
+* ``audit_tree``: every complete subtree hash of the Merkle tree, ``(level,
+  idx)`` covering leaves ``idx * 2**level`` up to the next; written with the
+  records, never pruned (hashes only: proofs for the kept records and
+  consistency with old checkpoints need those of the pruned range).
+* ``audit_checkpoints``: the signed checkpoints, one note per tree size (the
+  latest cosigned version), the newest served at ``/audit/checkpoint``.
 * ``audit_anchor``: one row (``id`` 1): the ``seq`` and ``hash`` of the last
   record removed by ``AuditStore.prune`` (0 and the genesis hash until then);
   the chain starts after it.
@@ -81,6 +91,7 @@ subjects = sa.Table(
     metadata,
     sa.Column("subject", sa.Text, primary_key=True),
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("salt", sa.LargeBinary(16), nullable=False),
     sa.Index("ix_audit_subjects_seq", "seq"),
 )
 
@@ -90,6 +101,8 @@ head = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("tree_base", sa.BigInteger, nullable=False),
+    sa.Column("frontier", sa.LargeBinary, nullable=False),
     sa.CheckConstraint("id = 1", name="ck_audit_head_single_row"),
 )
 
@@ -101,4 +114,20 @@ anchor = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Column("pruned_at", UtcDateTime),
     sa.CheckConstraint("id = 1", name="ck_audit_anchor_single_row"),
+)
+
+tree = sa.Table(
+    "audit_tree",
+    metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("tree_size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("signed_at", UtcDateTime, nullable=False),
 )

@@ -44,9 +44,14 @@ from gateway.audit.engine import (
     sqlite_writer_engine,
     write_connection,
 )
+from gateway.audit.checkpoint import Checkpoint
 from gateway.audit.entry import AuditEntry, AuditRecord
 from gateway.audit.errors import AuditUnavailable
 from gateway.audit.migrate import upgrade_to_head
+from gateway.audit.proofs import (
+    RecordProof, TreeHead, consistency_proof, latest_checkpoint, record_proofs,
+    save_checkpoint, tree_head,
+)
 from gateway.audit.prune import PruneReport, prune_chain
 from gateway.audit.query import records_query
 from gateway.audit.rows import row_record
@@ -149,14 +154,16 @@ class AuditStore:
             raise AuditUnavailable(
                 f"the audit trail does not accept writes: {exc.__class__.__name__}") from exc
 
-    async def verify(self) -> VerifyReport:
-        """Check the whole chain; the report names the first problem and its record."""
+    async def verify(self, checkpoint: Checkpoint | None = None) -> VerifyReport:
+        """Check the whole chain and its tree, and against ``checkpoint`` (a
+        signed checkpoint already opened with the log's key) if given; the
+        report names the first problem and its record (``verify.py``)."""
         try:
             async with self._engine.connect() as conn:
                 if conn.dialect.name == "postgresql":
                     await conn.execution_options(isolation_level="REPEATABLE READ")
                 async with conn.begin():
-                    return await verify_trail(conn)
+                    return await verify_trail(conn, checkpoint=checkpoint)
         except Exception as exc:
             raise _unavailable("read", exc) from exc
 
@@ -206,6 +213,48 @@ class AuditStore:
             async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
                 rows = (await conn.execute(statement)).mappings().all()
                 return [row_record(row) for row in rows]
+        except Exception as exc:
+            raise _unavailable("read", exc) from exc
+
+    async def tree_head(self) -> TreeHead:
+        """The Merkle tree's size and root now (``proofs.TreeHead``)."""
+        return await self._read(tree_head)
+
+    async def record_proofs(self, records: Sequence[AuditRecord], size: int
+                            ) -> dict[int, RecordProof]:
+        """Inclusion proofs of ``records`` in the tree of ``size`` leaves, by
+        ``seq`` (a record the tree of that size does not cover has none)."""
+        return await self._read(record_proofs, records, size)
+
+    async def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """RFC 9162 consistency proof from the tree of ``first`` leaves to ``second``."""
+        return await self._read(consistency_proof, first, second)
+
+    async def latest_checkpoint(self) -> tuple[int, str] | None:
+        """The newest signed checkpoint kept: ``(tree size, note)``, or ``None``."""
+        return await self._read(latest_checkpoint)
+
+    async def save_checkpoint(self, size: int, note: str) -> None:
+        """Keep a signed checkpoint note (the first of a size, or one with more
+        signatures than the one kept); another process saving the same size
+        at the same moment is not an error."""
+        try:
+            async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
+                await write_connection(conn)
+                async with conn.begin():
+                    await conn.run_sync(save_checkpoint, size, note)
+        except sa_exc.IntegrityError:
+            return
+        except Exception as exc:
+            raise _unavailable("written", exc) from exc
+
+    async def _read(self, work: Callable[..., T], *args: object) -> T:
+        try:
+            async with asyncio.timeout(self._timeout), self._engine.connect() as conn:
+                async with conn.begin():
+                    return await conn.run_sync(work, *args)
+        except AuditUnavailable:
+            raise
         except Exception as exc:
             raise _unavailable("read", exc) from exc
 

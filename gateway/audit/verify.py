@@ -14,9 +14,20 @@ deleted tail), does the subject index name no record outside the chain, and
 is the anchor the one the latest prune record names (none: record 0 and the
 genesis hash)? A moved anchor would otherwise hide deleted leading records.
 
+The walk also rebuilds the Merkle tree from the records' content (their
+leaves, ``leaf.py``, from the subject index's salts), starting from the
+stored subtrees that cover the pruned records, and checks every stored
+subtree it completes and, at the end, the head's frontier.
+
 An unkeyed hash chain detects any change short of a consistent rewrite of
-every record from the change onwards together with the head; anchoring the
-head hash outside the database (a published or exported head) closes that.
+every record from the change onwards together with the head (and the tree).
+A signed checkpoint kept outside the database closes that: given one
+(``checkpoint``), the rebuilt tree's root at the checkpoint's size must be
+its root, so any record it covers that was altered, inserted, deleted or
+reordered is found, the tail and head rewritten together included; a log
+shorter than the checkpoint was truncated; a checkpoint older than the
+pruned records is checked by a consistency proof from the stored subtrees
+to the rebuilt root.
 """
 
 from __future__ import annotations
@@ -31,6 +42,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.audit import schema
 from gateway.audit.chain import GENESIS, record_hash
+from gateway.audit.checkpoint import Checkpoint
+from gateway.audit.entry import AuditRecord
+from gateway.audit.leaf import leaf_data
+from gateway.audit.merkle import Frontier, leaf_hash, verify_consistency
+from gateway.audit.proofs import consistency_proof, read_nodes
 from gateway.audit.prune import PRUNED, named_anchor
 from gateway.audit.rows import row_entry
 
@@ -48,6 +64,9 @@ class VerifyReport:
     records: int
     problem: str | None
     seq: int | None
+    tree_size: int = 0          # the rebuilt tree's size and root (when ``ok``)
+    root: bytes = b""
+    checkpoint_size: int | None = None  # the checkpoint checked, if one was given
 
 
 class _Problem(Exception):
@@ -57,11 +76,13 @@ class _Problem(Exception):
         self.problem = problem
 
 
-async def verify_trail(conn: AsyncConnection, *, page_size: int | None = None) -> VerifyReport:
+async def verify_trail(conn: AsyncConnection, *, page_size: int | None = None,
+                       checkpoint: Checkpoint | None = None) -> VerifyReport:
     """Verify the trail through ``conn``, which must be inside one transaction,
-    reading ``page_size`` records at a time (``PAGE_SIZE`` by default)."""
+    reading ``page_size`` records at a time (``PAGE_SIZE`` by default), and
+    against ``checkpoint`` (already verified as signed) if given."""
     page_size = page_size or PAGE_SIZE
-    walk = _Walk()
+    walk = _Walk(checkpoint)
     try:
         await walk.read_head_and_anchor(conn)
         last: int | None = None
@@ -75,27 +96,36 @@ async def verify_trail(conn: AsyncConnection, *, page_size: int | None = None) -
             index = await _subject_index(conn, last, rows[-1]["seq"])
             for row in rows:
                 walk.check(row, index)
+            await walk.check_nodes(conn)
             last = rows[-1]["seq"]
         await walk.finish(conn)
     except _Problem as found:
-        return VerifyReport(ok=False, records=walk.intact, problem=found.problem, seq=found.seq)
-    return VerifyReport(ok=True, records=walk.intact, problem=None, seq=None)
+        return VerifyReport(ok=False, records=walk.intact, problem=found.problem, seq=found.seq,
+                            checkpoint_size=checkpoint and checkpoint.size)
+    return VerifyReport(ok=True, records=walk.intact, problem=None, seq=None,
+                        tree_size=walk.frontier.size, root=walk.frontier.root(),
+                        checkpoint_size=checkpoint and checkpoint.size)
 
 
-async def _subject_index(conn: AsyncConnection, after: int | None, upto: int) -> dict[int, set[str]]:
-    query = sa.select(schema.subjects.c.seq, schema.subjects.c.subject).where(
-        schema.subjects.c.seq <= upto
-    )
+async def _subject_index(conn: AsyncConnection, after: int | None, upto: int
+                         ) -> dict[int, dict[str, bytes]]:
+    s = schema.subjects.c
+    query = sa.select(s.seq, s.subject, s.salt).where(s.seq <= upto)
     if after is not None:
-        query = query.where(schema.subjects.c.seq > after)
-    index: dict[int, set[str]] = defaultdict(set)
-    for seq, subject in (await conn.execute(query)).all():
-        index[seq].add(subject)
+        query = query.where(s.seq > after)
+    index: dict[int, dict[str, bytes]] = defaultdict(dict)
+    for seq, subject, salt in (await conn.execute(query)).all():
+        index[seq][subject] = bytes(salt)
     return index
 
 
 class _Walk:
-    def __init__(self) -> None:
+    def __init__(self, checkpoint: Checkpoint | None) -> None:
+        self.checkpoint = checkpoint
+        self.frontier = Frontier()
+        self.stored_frontier: tuple[int, bytes] = (0, b"")  # size and bytes in the head
+        self.completed: list[tuple[int, int, bytes]] = []  # this page's subtrees
+        self.tree_problem: str | None = None
         self.head_seq = 0
         self.head_hash = GENESIS
         self.anchor_seq = 0
@@ -111,6 +141,16 @@ class _Walk:
         self.anchor_seq, self.anchor_hash = await _single_row(conn, schema.anchor,
                                                               schema.ANCHOR_ID)
         self.expected_seq, self.expected_prev = self.anchor_seq + 1, self.anchor_hash
+        row = (await conn.execute(sa.select(schema.head.c.tree_base, schema.head.c.frontier))).one()
+        self.stored_frontier = (self.head_seq - row.tree_base, bytes(row.frontier))
+        start = self.anchor_seq - row.tree_base  # leaves of the pruned records
+        coordinates = Frontier.coordinates(start)
+        stored = await conn.run_sync(read_nodes, coordinates)
+        if len(stored) != len(coordinates):
+            raise _Problem(None, "the tree's subtrees over the pruned records are missing: "
+                                 "the tree was altered")
+        self.frontier = Frontier(start, tuple(stored[c] for c in coordinates))
+        self.start = start
 
     def check(self, row: Mapping[str, Any], index: Mapping[int, set[str]]) -> None:
         seq = row["seq"]
@@ -138,19 +178,63 @@ class _Walk:
                         else "the genesis hash" if seq == 1 else "the anchor's hash")
             raise _Problem(seq, f"record {seq} does not link to the chain: its prev_hash is not "
                                 f"{previous} (a record was inserted, replaced or reordered)")
-        if index.get(seq, set()) != set(entry.subjects):
+        if set(index.get(seq, ())) != set(entry.subjects):
             raise _Problem(seq, f"the subject index of record {seq} does not match its "
                                 f"subjects: the index was altered")
         if seq == self.head_seq and row["hash"] != self.head_hash:
             raise _Problem(seq, f"the chain head's hash is not record {seq}'s hash: "
                                 f"the head was altered")
+        record = AuditRecord(seq=seq, entry=entry, prev_hash=row["prev_hash"], hash=row["hash"])
+        self.frontier, nodes = self.frontier.extend_with_nodes(
+            [leaf_hash(leaf_data(record, index[seq]))])
+        self.completed.extend(nodes)
+        cp = self.checkpoint
+        if cp is not None and self.frontier.size == cp.size and self.frontier.root() != cp.root_hash:
+            self._tree_problem(f"the records up to {seq} do not give the root of the "
+                                 f"checkpoint of {cp.size} records: a record it covers was "
+                                 f"altered, inserted, deleted or reordered")
         if entry.kind == "maintenance" and entry.outcome == PRUNED:
             self.prune_seq, self.confirmed = seq, named_anchor(entry.detail)
         self.intact += 1
         self.expected_seq = seq + 1
         self.expected_prev = row["hash"]
 
+    async def check_nodes(self, conn: AsyncConnection) -> None:
+        """The stored subtrees the page's records complete are theirs."""
+        stored = await conn.run_sync(read_nodes, [(lv, ix) for lv, ix, _ in self.completed])
+        for level, idx, digest in self.completed:
+            if stored.get((level, idx)) != digest:
+                self._tree_problem(f"the tree's subtree ({level}, {idx}) does not match the "
+                                     f"records: the tree was altered")
+                break
+        self.completed.clear()
+
+    def _tree_problem(self, problem: str) -> None:
+        """Kept for the end: a problem of the chain, found later, names its record."""
+        if self.tree_problem is None:
+            self.tree_problem = problem
+
     async def finish(self, conn: AsyncConnection) -> None:
+        await self._finish_chain(conn)
+        if self.tree_problem is not None:
+            raise _Problem(None, self.tree_problem)
+        size, data = self.stored_frontier
+        if (size, data) != (self.frontier.size, self.frontier.to_bytes()):
+            raise _Problem(None, "the tree head does not match the records: the head was altered")
+        cp = self.checkpoint
+        if cp is None:
+            return
+        if cp.size > self.frontier.size:
+            raise _Problem(None, f"the tree has {self.frontier.size} records but the checkpoint "
+                                 f"covers {cp.size}: records were removed (truncated)")
+        if cp.size <= self.start:  # before the pruned records' end: prove it from the subtrees
+            proof = await conn.run_sync(consistency_proof, cp.size, self.frontier.size)
+            if not verify_consistency(cp.size, self.frontier.size, cp.root_hash,
+                                      self.frontier.root(), proof):
+                raise _Problem(None, f"the tree is not an extension of the checkpoint of "
+                                     f"{cp.size} records: the tree was rewritten")
+
+    async def _finish_chain(self, conn: AsyncConnection) -> None:
         last = self.expected_seq - 1
         if self.head_seq > last:
             missing = _span(self.expected_seq, self.head_seq)

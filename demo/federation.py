@@ -11,6 +11,7 @@ sources.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -21,12 +22,15 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from demo.dongguan import create_dongguan_app
-from demo.generate import create_demo_data
+from demo.generate import create_demo_data, ensure_log_key
 from demo.issuer import ensure_signing_key
 from demo.population import build_population
 from demo.token_endpoint import token_route
 from gateway.app import create_app
+from gateway.audit.checkpoint import Signer
+from gateway.audit.witness import Witness
 from gateway.settings import Settings, load_settings
+from gateway.transparency import WitnessSettings
 
 PARTNER_CLIENT_ID = "huizhou-gateway"  # how Huizhou's gateway is known to its partners
 SHENZHEN_SIZE = 500
@@ -83,6 +87,20 @@ def partner_sources_text(shenzhen_url: str, dongguan_url: str, secret: str,
     ])
 
 
+def _witness_signer(data_dir: Path, city: str) -> Signer:
+    name = ensure_log_key(data_dir, city, f"{city}-witness.key", f"{city}.credit.demo/witness")
+    return Signer.parse((data_dir / name).read_text(encoding="utf-8").strip())
+
+
+def witnesses_text(urls: Mapping[str, str], signers: Mapping[str, Signer]) -> str:
+    """``[[transparency.witnesses]]`` tables: the partners cosign Huizhou's checkpoints."""
+    lines = []
+    for city, url in urls.items():
+        lines += ["[[transparency.witnesses]]", f'name = "{city}"',
+                  f'key = "{signers[city].verifier}"', f'url = "{url}/witness/add-checkpoint"', ""]
+    return "\n".join(lines)
+
+
 @dataclass
 class Federation:
     """Huizhou's federated configuration and the partner apps to serve."""
@@ -104,17 +122,31 @@ def prepare_federation(data_dir: Path, huizhou_config: Path, host: str, port: in
     clients = {PARTNER_CLIENT_ID: secret}
 
     huizhou = build_population(size, persons)
+    huizhou_settings = load_settings(huizhou_config)
+    log_keys = [huizhou_settings.transparency.signer.verifier] \
+        if huizhou_settings.transparency is not None else []
+    witnesses = {city: _witness_signer(data_dir, city) for city in ("shenzhen", "dongguan")}
     shenzhen_config = create_demo_data(data_dir / "shenzhen", size=SHENZHEN_SIZE,
                                        persons=100, city="shenzhen", neighbour=huizhou)
-    shenzhen = gateway_with_token_endpoint(load_settings(shenzhen_config), clients)
+    shenzhen_settings = load_settings(shenzhen_config)
+    if log_keys:  # Shenzhen's gateway witnesses Huizhou's audit log
+        shenzhen_settings = dataclasses.replace(shenzhen_settings, witness=WitnessSettings(
+            witnesses["shenzhen"], tuple(log_keys), str(data_dir / "shenzhen-witness.json")))
+    shenzhen = gateway_with_token_endpoint(shenzhen_settings, clients)
     dongguan = create_dongguan_app(
         clients=clients, huizhou_usccs={e.uscc: e.name for e in huizhou.enterprises},
         size=DONGGUAN_SIZE,
     )
+    if log_keys:  # and so does Dongguan's simulator
+        dongguan.router.routes.append(Witness(witnesses["dongguan"], log_keys,
+                                              data_dir / "dongguan-witness.json").route())
     federated = data_dir / "federated.toml"
     federated.write_text(
         huizhou_config.read_text(encoding="utf-8") + "\n"
-        + partner_sources_text(f"http://{host}:{port + 1}", f"http://{host}:{port + 2}", secret),
+        + partner_sources_text(f"http://{host}:{port + 1}", f"http://{host}:{port + 2}", secret)
+        + ("\n" + witnesses_text({"shenzhen": f"http://{host}:{port + 1}",
+                                   "dongguan": f"http://{host}:{port + 2}"}, witnesses)
+           if log_keys else ""),
         encoding="utf-8",
     )
     return Federation(federated, [("Shenzhen", shenzhen, port + 1),

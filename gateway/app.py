@@ -1,8 +1,11 @@
 """The ASGI application: GraphQL at ``/graphql``, health at ``/healthz``,
-Prometheus metrics at ``/metrics`` (``gateway.metrics``)."""
+Prometheus metrics at ``/metrics`` (``gateway.metrics``), the audit log's
+checkpoints and proofs under ``/audit/`` and, for a witness, ``/witness/``
+(``gateway.log_endpoints``)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -21,6 +24,7 @@ from gateway import clock, health, metrics, tracing
 from gateway.auth import TokenVerifier
 from connectors.base import HOP_HEADER, ON_BEHALF_OF_HEADER, SourceCall
 from gateway.audit import AuditStore
+from gateway.audit.publisher import CheckpointPublisher
 from gateway.admission import Admission, Admitted
 from gateway.caller import Caller, CallerIdentifier
 from gateway.catalog import load_catalog
@@ -29,6 +33,7 @@ from gateway.context import RequestContext, Services
 from gateway.enforcement import PlanCache
 from gateway.limits import RateLimiter
 from gateway.loaders import Loaders
+from gateway.log_endpoints import log_routes
 from gateway.operations import Operation, OperationStore
 from gateway.purpose_schema import purpose_schemas
 from gateway.recording import AuditRecorder
@@ -128,16 +133,22 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
     limiter = RateLimiter(settings.limits, clients, recorder)
 
     readyz = health.readiness(registry, store, HEALTH_CHECK_TIMEOUT_SECONDS)
+    publisher = CheckpointPublisher(store, settings.transparency) \
+        if settings.transparency is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.migrate()
         await limiter.start()  # the rate limits' storage connected before the first request
         freeze_startup_heap()
+        publishing = asyncio.create_task(publisher.run()) if publisher is not None else None
         try:
             yield
         finally:
             try:
+                if publishing is not None:
+                    publishing.cancel()
+                    await asyncio.gather(publishing, return_exceptions=True)
                 await registry.aclose()
                 await verifier.aclose()
                 await limiter.aclose()
@@ -172,6 +183,7 @@ def create_app(settings: Settings, registry: SourceRegistry | None = None) -> St
             Route("/readyz", readyz, methods=["GET"]),
             Route("/healthz", readyz, methods=["GET"]),
             Route("/metrics", metrics.endpoint(registry.connectors.values), methods=["GET"]),
+            *log_routes(settings, store),
         ],
         lifespan=lifespan,
         # Unknown paths, other methods, a crash outside the endpoint: coded JSON too.

@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from core.errors import ConfigurationError
+from gateway.cli_audit import register_audit_commands
 from gateway.cli_operations import register_operation_commands, stale_views
 
 DEFAULT_DATA_DIR = Path("demo-data")  # where `credit-gateway demo` writes its configuration
@@ -191,75 +192,6 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from gateway.audit import AuditStore, AuditUnavailable
-
-    settings = _settings(args)
-
-    async def verify():
-        store = AuditStore(settings.audit.url)
-        try:
-            return await store.verify()
-        finally:
-            await store.aclose()
-
-    try:
-        report = asyncio.run(verify())
-    except AuditUnavailable as exc:
-        print(f"credit-gateway: the audit trail cannot be read: {exc}", file=sys.stderr)
-        return 2
-    if report.ok:
-        print(f"audit trail OK: {report.records} records, hash chain intact")
-        return 0
-    print(f"audit trail TAMPERED at record {report.seq}: {report.problem} "
-          f"({report.records} records checked before it)")
-    return 1
-
-
-def cmd_audit_prune(args: argparse.Namespace) -> int:
-    """Remove the records older than ``retention_days`` (``--dry-run``: only
-    count them), after verifying the trail: a tampered trail is not pruned (exit 1)."""
-    import asyncio
-    from datetime import UTC, datetime, timedelta
-
-    from gateway.audit import AuditStore, AuditUnavailable
-
-    settings = _settings(args)
-    cutoff = datetime.now(UTC) - timedelta(days=settings.audit.retention_days)
-
-    async def prune():
-        store = AuditStore(settings.audit.url)
-        try:
-            report = await store.verify()
-            if not report.ok:
-                return report, None
-            return report, await store.prune(cutoff, dry_run=args.dry_run)
-        finally:
-            await store.aclose()
-
-    try:
-        verified, pruned = asyncio.run(prune())
-    except AuditUnavailable as exc:
-        print(f"credit-gateway: the audit trail cannot be pruned: {exc}", file=sys.stderr)
-        return 2
-    if pruned is None:
-        print(f"audit trail TAMPERED at record {verified.seq}: {verified.problem}; "
-              f"nothing was pruned")
-        return 1
-    when = f"recorded before {cutoff.isoformat(timespec='seconds')}"
-    if not pruned.removed:
-        print(f"nothing to prune: no record {when} ({settings.audit.retention_days} days)")
-        return 0
-    first = pruned.anchor_seq - pruned.removed + 1
-    print(f"{'would remove' if args.dry_run else 'removed'} {pruned.removed} records "
-          f"({first}..{pruned.anchor_seq}) {when}; "
-          f"{'the anchor would be' if args.dry_run else 'anchor now'} record "
-          f"{pruned.anchor_seq}, hash {pruned.anchor_hash}")
-    return 0
-
-
 def cmd_graphiql_assets(args: argparse.Namespace) -> int:
     """Fetch GraphiQL's files (pinned npm packages, integrity-checked) into the
     configured ``graphiql_assets`` directory or ``--dir`` (``gateway.graphiql``)."""
@@ -333,20 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     clients.add_argument("--config", type=Path, default=default_config)
     clients.set_defaults(handler=cmd_clients)
 
-    audit = commands.add_parser("audit", help="the access audit trail")
-    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_commands.add_parser(
-        "verify", help="walk the hash chain and report the first altered, inserted or "
-        "deleted record (exit 1)")
-    verify.add_argument("--config", type=Path, default=default_config)
-    verify.set_defaults(handler=cmd_audit_verify)
-    prune = audit_commands.add_parser(
-        "prune", help="remove the records older than retention_days (the oldest first, "
-        "recorded in the trail); --dry-run only counts them")
-    prune.add_argument("--config", type=Path, default=default_config)
-    prune.add_argument("--dry-run", action="store_true", help="change nothing, report only")
-    prune.set_defaults(handler=cmd_audit_prune)
-
+    register_audit_commands(commands, default_config)
     register_operation_commands(commands, default_config)
 
     policy = commands.add_parser("policy", help="check or explain the purpose-of-use policy")

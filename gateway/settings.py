@@ -119,7 +119,10 @@ from typing import Any
 
 from core.config import SourceSettings
 from core.errors import ConfigurationError
-from gateway.tables import strict_table
+from gateway.tables import read_secret_files, strict_table
+from gateway.transparency import (
+    TransparencySettings, WitnessSettings, parse_transparency, parse_witness,
+)
 
 ENV_PREFIX = "CREDIT_GATEWAY_"
 ENV_CONFIG_PATH = "CREDIT_GATEWAY_CONFIG"
@@ -224,6 +227,8 @@ class Settings:
     max_cost: int = 20_000
     limits: LimitSettings = dataclasses.field(default_factory=LimitSettings)
     telemetry: TelemetrySettings = dataclasses.field(default_factory=TelemetrySettings)
+    transparency: TransparencySettings | None = None  # signed checkpoints of the audit tree
+    witness: WitnessSettings | None = None  # this gateway cosigns other cities' checkpoints
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "tuple[str, ...]": tuple}
@@ -241,7 +246,8 @@ def _required(cls: type, exclude: set[str]) -> set[str]:
     }
 
 
-GATEWAY_KEYS = _keys(Settings, {"sources", "auth", "audit", "limits", "telemetry"})
+GATEWAY_KEYS = _keys(Settings, {"sources", "auth", "audit", "limits", "telemetry",
+                                "transparency", "witness"})
 TELEMETRY_KEYS = _keys(TelemetrySettings, set())
 AUTH_KEYS = _keys(AuthSettings, set())
 AUDIT_KEYS = _keys(AuditSettings, set())
@@ -261,35 +267,6 @@ def _set(table: dict[str, Any], key: str, value: str) -> None:
     table.pop(base, None)
     table.pop(f"{base}_file", None)
     table[key] = value
-
-
-def _read_secret_files(where: str, table: dict[str, Any], secrets: tuple[str, ...],
-                       base_dir: Path | None) -> dict[str, Any]:
-    """``table`` with each ``<secret>_file`` replaced by the file's content (stripped)."""
-    table = dict(table)
-    for key in secrets:
-        file_key = f"{key}_file"
-        if file_key not in table:
-            continue
-        if key in table:
-            raise ConfigurationError(f"{where}: set either {key} or {file_key}, not both")
-        name = table.pop(file_key)
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"{where}: {file_key} must be a file path")
-        path = Path(name)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"{where}: {file_key}: {path} cannot be read: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigurationError(f"{where}: {file_key}: {path} is not UTF-8 text") from None
-        if not value:
-            raise ConfigurationError(f"{where}: {file_key}: {path} is empty")
-        table[key] = value
-    return table
 
 
 def _coerce(where: str, key: str, value: Any, kind: type) -> Any:
@@ -350,7 +327,8 @@ def parse_settings(
     base_dir: Path | None = None,
 ) -> Settings:
     """Build ``Settings`` from parsed TOML and environment overrides."""
-    unknown = set(data) - {"gateway", "auth", "audit", "limits", "telemetry", "sources"}
+    unknown = set(data) - {"gateway", "auth", "audit", "limits", "telemetry", "sources",
+                           "transparency", "witness"}
     if unknown:
         raise ConfigurationError(f"{where}: unknown section(s) {sorted(unknown)}")
     gateway = _table(data, "gateway", where)
@@ -418,7 +396,7 @@ def parse_settings(
 
     if not audit:
         raise ConfigurationError(f"{where}: no [audit] table: every release must be recorded")
-    audit = _read_secret_files(f"{where} [audit]", audit, SECRET_FILE_KEYS["audit"], base_dir)
+    audit = read_secret_files(f"{where} [audit]", audit, SECRET_FILE_KEYS["audit"], base_dir)
     audit_values = _section(f"{where} [audit]", audit, AUDIT_KEYS,
                             _required(AuditSettings, set()), base_dir)
     if audit_values.get("retention_days", MIN_RETENTION_DAYS) < MIN_RETENTION_DAYS:
@@ -428,7 +406,7 @@ def parse_settings(
     if len(audit_values["subject_key"]) < 32:
         raise ConfigurationError(f"{where} [audit]: subject_key must have at least 32 characters")
 
-    limits = _read_secret_files(f"{where} [limits]", limits, SECRET_FILE_KEYS["limits"],
+    limits = read_secret_files(f"{where} [limits]", limits, SECRET_FILE_KEYS["limits"],
                                 base_dir)
     limit_values = _section(f"{where} [limits]", limits, LIMITS_KEYS, set(), None)
     for key in ("default_rate", "default_cost"):
@@ -459,7 +437,7 @@ def parse_settings(
     parsed = tuple(
         SourceSettings(id=sid, **_section(
             f"{where} [sources.{sid}]",
-            _read_secret_files(f"{where} [sources.{sid}]", table, SECRET_FILE_KEYS["sources"],
+            read_secret_files(f"{where} [sources.{sid}]", table, SECRET_FILE_KEYS["sources"],
                                base_dir),
             SOURCE_KEYS, _required(SourceSettings, {"id"}), None
         ))
@@ -467,7 +445,11 @@ def parse_settings(
     )
     return Settings(sources=parsed, auth=AuthSettings(**auth_values),
                     audit=AuditSettings(**audit_values), limits=LimitSettings(**limit_values),
-                    telemetry=TelemetrySettings(**telemetry_values), **gateway_values)
+                    telemetry=TelemetrySettings(**telemetry_values),
+                    transparency=parse_transparency(f"{where} [transparency]",
+                                                    data.get("transparency"), base_dir),
+                    witness=parse_witness(f"{where} [witness]", data.get("witness"), base_dir),
+                    **gateway_values)
 
 
 def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:

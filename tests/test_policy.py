@@ -53,6 +53,7 @@ ITEM_ACCESS = {
     "repairs":                 "------AAA-",
     "access_history":          "--------AA",
     "audit_trail":             "---------A",
+    "audit_proofs":            "--------AA",
     "financing_profile":       "----A-----",
     "financing_tax":           "----Z-----",
     "financing_employment":    "----Z-----",

@@ -250,3 +250,33 @@ def open_checkpoint(note: str | bytes, verifiers: Verifier | Iterable[Verifier],
     if origin is not None and checkpoint.origin != origin:
         raise NoteError(f"the checkpoint is of {checkpoint.origin!r}, not {origin!r}")
     return checkpoint
+
+
+def signature_lines(note: str) -> list[str]:
+    """The signature lines of a signed note (each ending in a newline), unverified."""
+    cut = note.rfind("\n\n")
+    if cut < 0:
+        raise NoteError("a note is text, a blank line and signature lines")
+    return [line + "\n" for line in note[cut + 2:].split("\n") if line]
+
+
+def add_signatures(note: str, lines: Iterable[str]) -> str:
+    """``note`` with the signature ``lines`` it does not already carry appended
+    (a cosigned note: open it with each signer's verifier to trust a line)."""
+    have = signature_lines(note)
+    extra = [line for line in dict.fromkeys(lines) if line not in have]
+    if len(have) + len(extra) > MAX_SIGNATURES:
+        raise NoteError(f"a note has at most {MAX_SIGNATURES} signature lines")
+    for line in extra:
+        if not line.startswith(_DASH) or not line.endswith("\n") or line.count("\n") != 1:
+            raise NoteError(f"not a signature line: {line!r}")
+    return note + "".join(extra)
+
+
+def signed_by(note: str, verifier: Verifier) -> bool:
+    """Does ``note`` carry a valid signature of ``verifier``?"""
+    try:
+        open_note(note, verifier)
+    except NoteError:
+        return False
+    return True

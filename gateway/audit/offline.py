@@ -53,4 +53,67 @@ def check_proof(record_leaf_data: bytes, inclusion_proof: InclusionProof,
     return checkpoint
 
 
-__all__ = ["InclusionProof", "NoteError", "ProofError", "check_proof"]
+@dataclass(frozen=True)
+class ProvenRecord:
+    """What a checked proof shows: the checkpoint, and the leaf (a dict)."""
+
+    checkpoint: Checkpoint
+    leaf: dict
+
+
+def check_bundle(bundle: object, verifier_key: str | Verifier, subject: str | None = None,
+                 ) -> ProvenRecord:
+    """Check a proof as ``accessHistory``/``auditTrail`` (``proof``) or ``credit-gateway
+    audit prove`` give it: a JSON object with ``leaf``, ``salts``, ``leafIndex``,
+    ``treeSize``, ``auditPath``, ``checkpoint`` and, from ``audit prove``,
+    ``record`` (the record's canonical JSON). Checks the note and the inclusion
+    (:func:`check_proof`), then, with ``subject``, that the leaf commits to it
+    under its salt, and, with ``record``, that the leaf's ``record_hash`` is the
+    record's hash and every subject of the record is committed to.
+    ``ProofError``/``NoteError`` on any failure."""
+    import base64
+    import binascii
+    import hashlib
+
+    import orjson
+
+    from gateway.audit.leaf import names_subject, subject_commitment
+
+    if not isinstance(bundle, dict):
+        raise ProofError("a proof is a JSON object")
+    try:
+        leaf_text = bundle["leaf"]
+        salts = {s["subject"]: bytes.fromhex(s["salt"]) for s in bundle.get("salts", [])}
+        proof = InclusionProof(int(bundle["leafIndex"]), int(bundle["treeSize"]),
+                               [base64.b64decode(h, validate=True) for h in bundle["auditPath"]])
+        note = bundle["checkpoint"]
+        leaf = orjson.loads(leaf_text)
+    except (KeyError, TypeError, ValueError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise ProofError(f"not a proof: {type(exc).__name__}: {exc}") from None
+    if not isinstance(leaf_text, str) or not isinstance(leaf, dict):
+        raise ProofError("not a proof: leaf is a JSON object in a string")
+    checkpoint = check_proof(leaf_text.encode(), proof, note, verifier_key)
+    if subject is not None:
+        if subject not in salts:
+            raise ProofError(f"the proof holds no salt for {subject}")
+        if not names_subject(leaf, subject, salts[subject]):
+            raise ProofError(f"the record does not name {subject}")
+    if "record" in bundle:
+        record = bundle["record"]
+        if not isinstance(record, str):
+            raise ProofError("record is the record's canonical JSON in a string")
+        if hashlib.sha256(record.encode()).hexdigest() != leaf.get("record_hash"):
+            raise ProofError("the record is not the one the leaf commits to")
+        try:
+            subjects = orjson.loads(record)["entry"]["subjects"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise ProofError("the record is not a canonical audit record") from None
+        commitments = sorted(subject_commitment(salts[s], s) for s in dict.fromkeys(subjects)
+                             if s in salts)
+        if len(commitments) != len(set(subjects)) or commitments != leaf.get("subjects"):
+            raise ProofError("the leaf does not commit to exactly the record's subjects")
+    return ProvenRecord(checkpoint, leaf)
+
+
+__all__ = ["InclusionProof", "NoteError", "ProofError", "ProvenRecord", "check_bundle",
+           "check_proof"]

@@ -33,8 +33,11 @@ QUERY = """query($u: USCC!) { entity(uscc: $u) { registration { name status }
   penalties { decisionNumber severity } taxRatings { year grade } } }"""
 
 
-async def run(settings, audit_on: bool, usccs: list[str], concurrency: int) -> tuple[float, float]:
-    """(median latency in ms, requests per second) for len(usccs) requests."""
+async def run(settings, audit_on: bool, usccs: list[str], concurrency: int,
+              query: str = QUERY, warmup: int = 1) -> tuple[float, float, float]:
+    """(median latency in ms, requests per second, this process's CPU ms per
+    request) for len(usccs) requests of ``query`` (its variable ``$u``), after
+    ``warmup`` requests of the first of them (caches, connections)."""
     app = create_app(settings)
     key, _ = ensure_signing_key(Path(settings.auth.jwks_file).parent)
     token = issue_token(key, client_id="hz-market-app", issuer=DEMO_ISSUER, audience=DEMO_AUDIENCE)
@@ -56,17 +59,18 @@ async def run(settings, audit_on: bool, usccs: list[str], concurrency: int) -> t
                 async with semaphore:
                     started = time.perf_counter()
                     response = await client.post(
-                        "/graphql", json={"query": QUERY, "variables": {"u": uscc}},
+                        "/graphql", json={"query": query, "variables": {"u": uscc}},
                         headers=headers)
                     latencies.append((time.perf_counter() - started) * 1000)
                     assert response.status_code == 200, response.text
 
-            await one(usccs[0])  # warm caches and connections
+            for _ in range(warmup):
+                await one(usccs[0])
             latencies.clear()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             await asyncio.gather(*(one(u) for u in usccs))
-            elapsed = time.perf_counter() - started
-    return statistics.median(latencies), len(usccs) / elapsed
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return statistics.median(latencies), len(usccs) / elapsed, cpu * 1000 / len(usccs)
 
 
 def main(argv: list[str] | None = None) -> int:

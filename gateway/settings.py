@@ -51,6 +51,10 @@ File format::
     storage_timeout_seconds = 0.5     # one storage call at most; a failure skips the storage
                                       # for a second before it is tried again
 
+    [transparency]                    # signed checkpoints of the audit tree and witnesses;
+                                      # optional: see gateway/transparency.py
+    [witness]                         # this gateway cosigns other logs' checkpoints; optional
+
     [telemetry]                       # OpenTelemetry traces (gateway/tracing.py); all optional
     tracing = false                   # spans per request, admission, planning, source call, audit
     otlp_endpoint = ""                # OTLP/HTTP collector ("http://otel-collector:4318"); empty:

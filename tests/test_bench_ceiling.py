@@ -119,3 +119,28 @@ def test_a_statement_is_rendered_once_per_number_of_keys_and_answers_per_key(dem
             connection.close()
     finally:
         asyncio.run(registry.aclose())
+
+
+def test_the_factories_the_peer_harness_starts_run_from_bench_config(
+        generated_demo_settings, codes, monkeypatch):
+    """``../shared/peer/harness.py`` starts ``bench.apps:gateway_app`` and
+    ``bench.ceiling:create_ceiling_app`` with ``BENCH_CONFIG`` alone."""
+    from pathlib import Path
+
+    from starlette.testclient import TestClient
+
+    from bench.apps import gateway_app
+    from tests.gateway_fixtures import demo_token
+
+    config = Path(generated_demo_settings.auth.jwks_file).parent / "gateway.toml"
+    monkeypatch.setenv("BENCH_CONFIG", str(config))
+    token = demo_token(generated_demo_settings, CLIENT[0])
+    with TestClient(gateway_app()) as gateway:
+        response = gateway.post("/graphql", json={"query": ONE, "variables": {"u": codes[0]}},
+                                headers={"Authorization": f"Bearer {token}",
+                                         "X-Purpose-Of-Use": CLIENT[1]})
+    assert response.status_code == 200 and "errors" not in response.json(), response.text
+    assert response.json()["data"]["entity"]["uscc"] == codes[0]
+    with TestClient(create_ceiling_app()) as ceiling:
+        body = ceiling.post("/entity", json={"uscc": codes[0]}).json()
+    assert body["data"]["entity"]["registration"] == response.json()["data"]["entity"]["registration"]

@@ -15,6 +15,7 @@ the in-process runs as settings (``bench_settings``).
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from gateway.server import create_app_from_env
 from gateway.settings import ENV_CONFIG_PATH, Settings
@@ -36,6 +37,16 @@ def bench_environment(config: str) -> dict[str, str]:
     return {ENV_CONFIG_PATH: config,
             **{f"CREDIT_GATEWAY_LIMITS_{key.upper()}": value
                for key, value in BENCH_LIMITS.items()}}
+
+
+def gateway_app():
+    """The gateway of ``$BENCH_CONFIG`` with the benchmark's rate limits: the
+    factory the peer harness (``../shared/peer/harness.py``) starts, which
+    sets only ``BENCH_CONFIG``. The same app as ``GATEWAY_FACTORY``'s."""
+    from gateway.app import create_app
+    from gateway.settings import load_settings
+
+    return create_app(bench_settings(load_settings(os.environ["BENCH_CONFIG"])))
 
 
 def gateway_app_without_policy_and_audit():

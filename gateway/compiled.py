@@ -208,8 +208,9 @@ class CompiledExecutor(strawberry_executor()):
         super().__init__(*args, **kwargs)
         context = self.context_value
         services = getattr(context, "services", None)
+        middleware = getattr(self.middleware_manager, "middlewares", None)
         self._compiled = (services is not None and services.settings.compiled_execution
-                          and self.middleware_manager is None)
+                          and not middleware)  # strawberry passes a manager with none
         plan = getattr(context, "plan", None)
         # (type id, field node ids) -> completion, kept with a reusable plan
         self._shared = plan.projections if plan is not None and plan.reusable else {}

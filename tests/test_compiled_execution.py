@@ -135,6 +135,16 @@ def _corpus(population: Any, count: int, seed: int) -> list[tuple[str, dict, tup
     generator = _Generator(rng)
     corpus = []
     for _ in range(count):
+        if corpus and rng.random() < 0.2:
+            # A text seen before, by the same caller, about other subjects:
+            # its plan (and the projections kept with it) is reused.
+            text, earlier, as_ = rng.choice(corpus)
+            variables = {name: (rng.choice(usccs) if isinstance(value, str) else
+                                rng.sample(usccs, len(value))) if name.startswith("u") else
+                         rng.choice(persons) if name.startswith("p") else value
+                         for name, value in earlier.items()}
+            corpus.append((text, variables, as_))
+            continue
         text, variables = generator.operation(usccs, persons)
         if rng.random() < 0.05:  # an invalid code: refused before anything runs
             for name, value in variables.items():
@@ -247,6 +257,8 @@ def test_the_corpus_is_varied(corpus):
                   "... on CreditRecord", "entities(", "person(", ": registration"):
         assert shape in texts, shape
     assert {as_ for _, _, as_ in corpus} == set(AS)
+    texts = [(text, as_) for text, _, as_ in corpus]
+    assert len(set(texts)) < len(texts) - 20  # plans met again
     assert any(INVALID_USCC in str(v) for _, v, _ in corpus)
 
 

@@ -59,11 +59,13 @@ def gateway_app_without_policy_and_audit():
     import gateway.app
     from resolvers.query import Query
     from core.scalars import SCALAR_MAP
+    from gateway.compiled import CompiledExecutor
     from gateway.schema import GatewaySchema
 
     gateway.app.schema = GatewaySchema(
         query=Query,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        execution_context_class=CompiledExecutor,
         extensions=[ParserCache, ValidationCache],
     )
     return create_app_from_env()

@@ -8,6 +8,8 @@ import pytest
 from starlette.applications import Starlette
 
 import httpx2
+from prometheus_client import REGISTRY
+
 from gateway.audit import AuditStore
 from gateway.audit.checkpoint import (
     Checkpoint, Signer, sign_checkpoint, signature_lines, signed_by,
@@ -77,6 +79,11 @@ async def test_a_witness_cosigns_extensions_and_refuses_a_split_view(tmp_path):
         await forked.aclose()
 
 
+def _refusals(witness: str, status: str) -> float:
+    return REGISTRY.get_sample_value("credit_gateway_witness_refusals_total",
+                                     {"witness": witness, "status": status}) or 0.0
+
+
 def _witnesses(tmp_path, *names: str) -> tuple[Starlette, dict[str, Witness]]:
     witnesses = {name: Witness(Signer.generate(f"{name}.test/witness"), [LOG.verifier],
                                tmp_path / f"{name}.json") for name in names}
@@ -108,8 +115,10 @@ async def test_the_gateway_publishes_only_what_its_required_witnesses_cosigned(t
         for n in range(3):
             await store.append(entry(10 + n))
         witnesses["dongguan"]._seen[LOG.name] = (7, "AAAA")  # it saw something else
+        before = _refusals("dongguan", "422")
         with pytest.raises(CheckpointNotPublished, match="dongguan"):
             await publisher.publish()
+        assert _refusals("dongguan", "422") == before + 1  # counted for the operators' alert
         assert (await store.latest_checkpoint())[0] == 4  # the old one stays the latest
 
         lenient = CheckpointPublisher(store, _settings(witnesses, ("shenzhen",)), transport)

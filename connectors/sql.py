@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -31,6 +32,15 @@ KEYS = sa.bindparam("keys", expanding=True)
 #: milliseconds, a stuck one for ever, and a request should not wait out its
 #: whole timeout (5 s by default, then ``SourceTimeout``) to learn that.
 SQLITE_BUSY_TIMEOUT_SECONDS = 0.2
+
+#: A SQLite batch of at most this many keys runs on the event loop itself, on
+#: a connection of its own that never waits for a lock (a locked database sends
+#: the batch to the threads, which wait ``SQLITE_BUSY_TIMEOUT_SECONDS``): a
+#: one-key statement takes about 15 µs of SQLite, its hand-off to a thread and
+#: back about 130 µs of CPU (wake-ups, the GIL), measured on this project's
+#: 2-core machine (``bench/results/statement-cost-*.md``). What it costs: a page
+#: read from a cold disk cache is read with the loop waiting.
+SQLITE_INLINE_MAX_KEYS = 8
 
 
 def read_only_sqlite_url(url: sa.URL) -> sa.URL:
@@ -80,7 +90,8 @@ class SqlConnector(Connector):
     Server databases are read through an async engine (asyncpg, aiomysql).
     A SQLite file is read through a sync engine on the connector's own
     threads (``WorkerThreads``), one hand-off per statement (aiosqlite takes
-    several); the event loop never blocks.
+    several), except small batches (``SQLITE_INLINE_MAX_KEYS``), which the
+    event loop runs itself, never waiting for a lock.
 
     A SQLite file is opened read-only and never created
     (``read_only_sqlite_url``): a missing file is a ``SourceUnavailable`` at
@@ -105,6 +116,7 @@ class SqlConnector(Connector):
         self.engine: AsyncEngine | None = engine
         self._sync_engine: sa.Engine | None = None
         self._threads: WorkerThreads | None = None
+        self._inline: sqlite3.Connection | None = None  # the event loop's own, off the pool
         if engine is None and url.get_backend_name() == "sqlite":
             # "database is locked" after the busy timeout is a DBAPIError: SourceUnavailable.
             busy = {} if "timeout" in url.query else {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
@@ -158,6 +170,34 @@ class SqlConnector(Connector):
             fairy.close()
         return rendered.rows(rows, description)
 
+    def _run_inline(self, statement: sa.Select, keys: Sequence[Any]) -> list[Any] | None:
+        """A small SQLite batch on the event loop's own connection, or ``None``
+        when the database is locked (the caller hands the batch to the threads)."""
+        rendered = self._render(statement, len(keys))
+        if self._inline is None:
+            fairy = self._sync_engine.raw_connection()
+            connection = fairy.driver_connection
+            fairy.detach()  # the loop's own, closed by ``_close_inline``: never handed to a thread
+            connection.execute("PRAGMA busy_timeout = 0")
+            self._inline = connection
+        try:
+            rows, description = direct.run_pysqlite(
+                self._inline, rendered, rendered.parameters(keys))
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                return None
+            self._close_inline()
+            raise
+        except BaseException:
+            self._close_inline()
+            raise
+        return rendered.rows(rows, description)
+
+    def _close_inline(self) -> None:
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            inline.close()
+
     async def _run_direct_async(self, statement: sa.Select, keys: Sequence[Any]) -> list[Any]:
         """A batch statement on a raw asyncpg or aiomysql connection of the pool.
         A connection whose statement failed or was cancelled is discarded."""
@@ -183,9 +223,13 @@ class SqlConnector(Connector):
                     await asyncio.sleep(self._latency)
                 self.statements_sent += 1
                 if keys is not None and self.direct:
-                    if self._threads is not None:
-                        return await self._threads.run(self._run_direct, statement, keys)
-                    return await self._run_direct_async(statement, keys)
+                    if self._threads is None:
+                        return await self._run_direct_async(statement, keys)
+                    if len(keys) <= SQLITE_INLINE_MAX_KEYS:
+                        rows = self._run_inline(statement, keys)
+                        if rows is not None:
+                            return rows
+                    return await self._threads.run(self._run_direct, statement, keys)
                 parameters = None if keys is None else {"keys": list(keys)}
                 if self._threads is not None:
                     return await self._threads.run(self._run, statement, parameters)
@@ -219,6 +263,7 @@ class SqlConnector(Connector):
     async def aclose(self) -> None:
         if self._threads is not None:
             self._threads.close()
+            self._close_inline()
             self._sync_engine.dispose()
         else:
             await self.engine.dispose()

@@ -5,8 +5,8 @@ ordinary execution, on SQLite, PostgreSQL and MariaDB.
 ``python -m bench.statement_cost [--engines sqlite,postgresql,mariadb]
 [--single 2000] [--hundred 200] [--rounds 4] [--size 2000] [--output FILE]``
 fills every demo department's legacy tables (``--size`` enterprises, 500
-persons) once per engine (a SQLite file, served as in production: pysqlite on
-the connector's threads; a database of its own on each server, dropped
+persons) once per engine (a SQLite file, served as in production: pysqlite,
+small batches on the event loop, others on the connector's threads; a database of its own on each server, dropped
 afterwards), then, per SQL connector, runs ``--single`` batches of one key and
 ``--hundred`` batches of 100 keys through ``Connector.load``, one after
 another, spread over the connector's record types, in ``--rounds`` rounds;
@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bench.__main__ import RESULTS
 from connectors import CONNECTORS
 from connectors.base import SourceCall
-from connectors.sql import SqlConnector
+from connectors.sql import SQLITE_INLINE_MAX_KEYS, SqlConnector
 from core.config import SourceSettings
 from core.records.base import Key
 from demo.department import discover_departments
@@ -158,8 +158,9 @@ def report(rows: list[dict], args, command: str, load_before: tuple, load_after:
         f"record types; {args.rounds} rounds, each running both executions on the same "
         "batches in alternating order, after a warm-up of 20 batches each. Figures: the median "
         "over rounds of the mean per batch (one statement per batch, counted). CPU excludes the "
-        "database servers' own processes. SQLite: a file read as in production (pysqlite "
-        "on the connector's threads); PostgreSQL through asyncpg, MariaDB through aiomysql, "
+        "database servers' own processes. SQLite: a file read as in production (pysqlite; "
+        f"batches of at most {SQLITE_INLINE_MAX_KEYS} keys on the event loop when the "
+        "driver is used directly, on the connector's threads otherwise); PostgreSQL through asyncpg, MariaDB through aiomysql, "
         "both on 127.0.0.1.",
         "",
         "| engine | connector | keys per batch | batches | CPU µs, SQLAlchemy | CPU µs, direct | CPU saved | wall µs, SQLAlchemy | wall µs, direct |",

@@ -13,8 +13,8 @@ processors for the dialect (``Numeric`` from a SQLite float to ``Decimal``,
 for instance), which are learned from the first execution's cursor
 description, as SQLAlchemy learns them, and shared by every key count.
 
-``RUNNERS`` holds one coroutine or function per supported driver (pysqlite
-on the connector's threads, aiosqlite, asyncpg, aiomysql) that executes a rendered statement on a raw driver
+``RUNNERS`` holds one coroutine or function per supported driver (pysqlite,
+called on the event loop or the connector's threads; aiosqlite, asyncpg, aiomysql) that executes a rendered statement on a raw driver
 connection and returns its rows and description; ``DRIVER_ERRORS`` the
 driver's own exception classes, which the caller converts at its boundary.
 A driver without a runner here, or with a named paramstyle, is left to

@@ -168,6 +168,10 @@ class StatementCounter:
         self._connectors = {source_id: connector
                             for source_id, connector in registry.connectors.items()
                             if hasattr(connector, "statements_sent")}
+        self.clear()
+
+    def clear(self) -> None:
+        """Count from now on again."""
         self._start = {source_id: c.statements_sent for source_id, c in self._connectors.items()}
 
     @property

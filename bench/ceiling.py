@@ -234,11 +234,10 @@ def create_ceiling_app(settings: Settings | None = None) -> Starlette:
         try:
             for field, (record_type, names) in FIELDS.items():
                 for connector in registry.by_record_type[record_type]:
-                    if not isinstance(connector, SqlConnector) \
-                            or connector.statement_engine.dialect.name != "sqlite":
+                    if not isinstance(connector, SqlConnector) or connector.sqlite_engine is None:
                         raise TypeError(f"the true ceiling reads SQLite sources only: {connector.id}")
                     if connector.id not in held:
-                        held[connector.id] = connector.statement_engine.raw_connection()
+                        held[connector.id] = connector.sqlite_engine.raw_connection()
                     statement = _Statement(await _statement(connector, record_type),
                                            held[connector.id].driver_connection)
                     reads[field, connector.id] = _Read(statement, record_type, names, connector)

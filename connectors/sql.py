@@ -138,6 +138,13 @@ class SqlConnector(Connector):
         self._compiled: dict[int, tuple[sa.Select, sa.Compiled, Any]] = {}
         self._rendered: dict[tuple[int, int], direct.Rendered] = {}
 
+    @property
+    def sqlite_engine(self) -> sa.Engine | None:
+        """The sync engine of a SQLite source (its read-only URL), ``None`` for a
+        server database: for tools reading the same file the same way (the
+        bench's true ceiling)."""
+        return self._sync_engine
+
     def _render(self, statement: sa.Select, n: int) -> direct.Rendered:
         rendered = self._rendered.get((id(statement), n))
         if rendered is None:

@@ -103,7 +103,7 @@ def test_a_statement_is_rendered_once_per_number_of_keys_and_answers_per_key(dem
     registry = SourceRegistry.from_settings(demo_settings)
     try:
         (source,) = registry.serving("abnormal_operations")
-        connection = source.statement_engine.raw_connection()
+        connection = source.sqlite_engine.raw_connection()
         try:
             statement = _Statement(market._ABNORMAL_OPERATIONS, connection.driver_connection)
             assert EXPANDING in statement.text

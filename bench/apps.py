@@ -15,6 +15,7 @@ the in-process runs as settings (``bench_settings``).
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from gateway.server import create_app_from_env
 from gateway.settings import ENV_CONFIG_PATH, Settings
@@ -38,6 +39,16 @@ def bench_environment(config: str) -> dict[str, str]:
                for key, value in BENCH_LIMITS.items()}}
 
 
+def gateway_app():
+    """The gateway of ``$BENCH_CONFIG`` with the benchmark's rate limits: the
+    factory the peer harness (``../shared/peer/harness.py``) starts, which
+    sets only ``BENCH_CONFIG``. The same app as ``GATEWAY_FACTORY``'s."""
+    from gateway.app import create_app
+    from gateway.settings import load_settings
+
+    return create_app(bench_settings(load_settings(os.environ["BENCH_CONFIG"])))
+
+
 def gateway_app_without_policy_and_audit():
     """Benchmark only (workload 4): the gateway with its schema's purpose-policy
     and audit-trail extensions left out, to show what they cost. Never served
@@ -48,11 +59,13 @@ def gateway_app_without_policy_and_audit():
     import gateway.app
     from resolvers.query import Query
     from core.scalars import SCALAR_MAP
+    from gateway.compiled import CompiledExecutor
     from gateway.schema import GatewaySchema
 
     gateway.app.schema = GatewaySchema(
         query=Query,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        execution_context_class=CompiledExecutor,
         extensions=[ParserCache, ValidationCache],
     )
     return create_app_from_env()

@@ -212,7 +212,7 @@ def redis_config(config: Path, workdir: Path, prefix: str) -> Path:
     """``config`` with ``[limits]`` on Redis under ``prefix``, checked to differ in nothing else."""
     from gateway.settings import load_settings
 
-    text = re.sub(r'^(\w+_file|graphiql_assets) = "(?!/)([^"]+)"',
+    text = re.sub(r'^(\w+_file|graphiql_assets|directory) = "(?!/)([^"]+)"',
                   lambda m: f'{m[1]} = "{(config.parent / m[2]).resolve()}"',
                   config.read_text(encoding="utf-8"), flags=re.M)
     if not re.search(r"^graphiql_assets =", text, re.M):  # its default: beside the file

@@ -21,9 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx2
-from sqlalchemy import event
 
-from bench.__main__ import DATA, RESULTS
+from bench.__main__ import DATA, RESULTS, statements_sent, statements_since
 from demo.generate import create_demo_data
 from demo.issuer import ensure_signing_key, issue_token
 from demo.population import build_population
@@ -52,26 +51,21 @@ async def measure(settings: Settings, usccs: list[str], rounds: int) -> dict:
     registry = SourceRegistry.from_settings(settings)
     app = create_app(settings, registry)
     body, headers = portfolio_request(settings, usccs)
-    counts: dict[str, int] = {}
-    for source_id, connector in registry.connectors.items():
-        if hasattr(connector, "statement_engine"):
-            event.listen(connector.statement_engine, "before_cursor_execute",
-                         lambda *a, _id=source_id: counts.__setitem__(_id, counts.get(_id, 0) + 1))
     timings = []
     async with app.router.lifespan_context(app):
         async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
                                       base_url="http://gw", timeout=300) as client:
             for i in range(rounds + 1):
-                counts.clear()
+                before = statements_sent(registry)
                 started = time.perf_counter()
                 response = await client.post("/graphql", headers=headers, json=body)
                 elapsed = (time.perf_counter() - started) * 1000
                 answer = response.json()
                 assert response.status_code == 200, response.text[:500]
                 assert len(answer["data"]["financingProfiles"]) == len(usccs)
+                statements = statements_since(registry, before)
                 if i:  # the first round warms caches
                     timings.append(elapsed)
-            statements = dict(sorted(counts.items()))
             tracemalloc.start()
             await client.post("/graphql", headers=headers, json=body)
             _, peak = tracemalloc.get_traced_memory()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -12,7 +13,9 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
+from connectors import direct
 from connectors.base import Connector, log
 from core.errors import SourceTimeout, SourceUnavailable
 from core.config import SourceSettings
@@ -29,6 +32,15 @@ KEYS = sa.bindparam("keys", expanding=True)
 #: milliseconds, a stuck one for ever, and a request should not wait out its
 #: whole timeout (5 s by default, then ``SourceTimeout``) to learn that.
 SQLITE_BUSY_TIMEOUT_SECONDS = 0.2
+
+#: A SQLite batch of at most this many keys runs on the event loop itself, on
+#: a connection of its own that never waits for a lock (a locked database sends
+#: the batch to the threads, which wait ``SQLITE_BUSY_TIMEOUT_SECONDS``): a
+#: one-key statement takes about 15 µs of SQLite, its hand-off to a thread and
+#: back about 130 µs of CPU (wake-ups, the GIL), measured on this project's
+#: 2-core machine (``bench/results/statement-cost-*.md``). What it costs: a page
+#: read from a cold disk cache is read with the loop waiting.
+SQLITE_INLINE_MAX_KEYS = 8
 
 
 def read_only_sqlite_url(url: sa.URL) -> sa.URL:
@@ -65,11 +77,21 @@ class SqlConnector(Connector):
     timeout and converts every driver failure into a ``SourceError``;
     ``grouped`` and ``single`` map the rows.
 
+    A batch statement (one with ``KEYS``) runs through the driver itself
+    (``connectors.direct``): rendered once per number of keys for the
+    engine's dialect, executed on a raw connection from the engine's pool,
+    its rows named tuples with SQLAlchemy's column keys and the column
+    types' result processors applied (the same values SQLAlchemy's rows
+    hold). Other statements (name searches, ``check``), and every statement
+    where the driver has no runner there (``direct`` false), take
+    SQLAlchemy's ordinary execution. ``statements_sent`` counts the
+    statements sent either way.
+
     Server databases are read through an async engine (asyncpg, aiomysql).
     A SQLite file is read through a sync engine on the connector's own
     threads (``WorkerThreads``), one hand-off per statement (aiosqlite takes
-    several); the event loop never blocks.
-    ``statement_engine`` is the sync engine that executes, for event hooks.
+    several), except small batches (``SQLITE_INLINE_MAX_KEYS``), which the
+    event loop runs itself, never waiting for a lock.
 
     A SQLite file is opened read-only and never created
     (``read_only_sqlite_url``): a missing file is a ``SourceUnavailable`` at
@@ -94,6 +116,7 @@ class SqlConnector(Connector):
         self.engine: AsyncEngine | None = engine
         self._sync_engine: sa.Engine | None = None
         self._threads: WorkerThreads | None = None
+        self._inline: sqlite3.Connection | None = None  # the event loop's own, off the pool
         if engine is None and url.get_backend_name() == "sqlite":
             # "database is locked" after the busy timeout is a DBAPIError: SourceUnavailable.
             busy = {} if "timeout" in url.query else {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
@@ -105,23 +128,116 @@ class SqlConnector(Connector):
             self.engine = create_async_engine(url, **pool)
         self._latency = settings.simulated_latency_ms / 1000
         self._check = _check_statement(self.check_tables or _module_tables(type(self)))
+        self.statements_sent = 0
+        self._dialect = (self._sync_engine or self.engine.sync_engine).dialect
+        #: Whether batch statements run through the driver itself (see the class docstring).
+        self.direct = self._dialect.driver in direct.RUNNERS and self._dialect.positional
+        self._errors = (sa_exc.DBAPIError, sa_exc.InterfaceError, OSError,
+                        *direct.driver_errors(self._dialect.driver))
+        # id(statement) -> (statement, compiled, columns); (id(statement), n) -> rendered
+        self._compiled: dict[int, tuple[sa.Select, sa.Compiled, Any]] = {}
+        self._rendered: dict[tuple[int, int], direct.Rendered] = {}
 
     @property
-    def statement_engine(self) -> sa.Engine:
-        return self._sync_engine or self.engine.sync_engine
+    def sqlite_engine(self) -> sa.Engine | None:
+        """The sync engine of a SQLite source (its read-only URL), ``None`` for a
+        server database: for tools reading the same file the same way (the
+        bench's true ceiling)."""
+        return self._sync_engine
 
-    def _run(self, statement: sa.Executable, parameters: dict[str, Any] | None) -> Sequence[sa.Row[Any]]:
+    def _render(self, statement: sa.Select, n: int) -> direct.Rendered:
+        rendered = self._rendered.get((id(statement), n))
+        if rendered is None:
+            known = self._compiled.get(id(statement))
+            if known is None:
+                compiled = statement.compile(dialect=self._dialect)
+                rendered = direct.Rendered.of(statement, self._dialect, n, compiled=compiled)
+                self._compiled[id(statement)] = (statement, compiled, rendered.columns)
+            else:
+                _, compiled, columns = known
+                rendered = direct.Rendered.of(statement, self._dialect, n, columns, compiled)
+            self._rendered[id(statement), n] = rendered
+        return rendered
+
+    def _run(self, statement: sa.Executable, parameters: dict[str, Any] | None) -> Sequence[Any]:
         with self._sync_engine.connect() as conn:
             return conn.execute(statement, parameters).all()
 
+    def _run_direct(self, statement: sa.Select, keys: Sequence[Any]) -> list[Any]:
+        """A batch statement on a raw pysqlite connection (on a worker thread)."""
+        rendered = self._render(statement, len(keys))
+        fairy = self._sync_engine.raw_connection()
+        try:
+            rows, description = direct.run_pysqlite(
+                fairy.driver_connection, rendered, rendered.parameters(keys))
+        except BaseException:
+            fairy.invalidate()
+            raise
+        finally:
+            fairy.close()
+        return rendered.rows(rows, description)
+
+    def _run_inline(self, statement: sa.Select, keys: Sequence[Any]) -> list[Any] | None:
+        """A small SQLite batch on the event loop's own connection, or ``None``
+        when the database is locked (the caller hands the batch to the threads)."""
+        rendered = self._render(statement, len(keys))
+        if self._inline is None:
+            fairy = self._sync_engine.raw_connection()
+            connection = fairy.driver_connection
+            fairy.detach()  # the loop's own, closed by ``_close_inline``: never handed to a thread
+            connection.execute("PRAGMA busy_timeout = 0")
+            self._inline = connection
+        try:
+            rows, description = direct.run_pysqlite(
+                self._inline, rendered, rendered.parameters(keys))
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+                return None
+            self._close_inline()
+            raise
+        except BaseException:
+            self._close_inline()
+            raise
+        return rendered.rows(rows, description)
+
+    def _close_inline(self) -> None:
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            inline.close()
+
+    async def _run_direct_async(self, statement: sa.Select, keys: Sequence[Any]) -> list[Any]:
+        """A batch statement on a raw asyncpg or aiomysql connection of the pool.
+        A connection whose statement failed or was cancelled is discarded."""
+        rendered = self._render(statement, len(keys))
+        fairy = await self.engine.raw_connection()
+        failed = True
+        try:
+            rows, description = await direct.RUNNERS[self._dialect.driver](
+                fairy.driver_connection, rendered, rendered.parameters(keys))
+            failed = False
+        finally:
+            await greenlet_spawn(_release, fairy, failed)
+        return rendered.rows(rows, description)
+
     async def fetch(self, statement: sa.Executable,
-                    keys: Sequence[Any] | None = None) -> Sequence[sa.Row[Any]]:
-        """Run one statement and return all its rows; ``keys`` binds ``KEYS``."""
-        parameters = None if keys is None else {"keys": list(keys)}
+                    keys: Sequence[Any] | None = None) -> Sequence[Any]:
+        """Run one statement and return all its rows (attributes named after
+        its columns); ``keys`` binds ``KEYS``. A statement with ``keys`` is
+        built once (a module constant): it is rendered once per key count and kept."""
         try:
             async with asyncio.timeout(self.settings.timeout_seconds):
                 if self._latency:
                     await asyncio.sleep(self._latency)
+                self.statements_sent += 1
+                if keys is not None and self.direct:
+                    if self._threads is None:
+                        return await self._run_direct_async(statement, keys)
+                    if len(keys) <= SQLITE_INLINE_MAX_KEYS:
+                        rows = self._run_inline(statement, keys)
+                        if rows is not None:
+                            return rows
+                    return await self._threads.run(self._run_direct, statement, keys)
+                parameters = None if keys is None else {"keys": list(keys)}
                 if self._threads is not None:
                     return await self._threads.run(self._run, statement, parameters)
                 async with self.engine.connect() as conn:
@@ -133,7 +249,7 @@ class SqlConnector(Connector):
                 f"source {self.id} ({self.settings.department}) did not answer "
                 f"within {self.settings.timeout_seconds:g} s",
             ) from None
-        except (sa_exc.DBAPIError, sa_exc.InterfaceError, OSError) as exc:
+        except self._errors as exc:
             # Log the driver's words (which may name hosts) here, not to the client; not
             # SQLAlchemy's text around them, which repeats the statement's parameters
             # (the keys asked for: resident ID numbers).
@@ -154,9 +270,18 @@ class SqlConnector(Connector):
     async def aclose(self) -> None:
         if self._threads is not None:
             self._threads.close()
+            self._close_inline()
             self._sync_engine.dispose()
         else:
             await self.engine.dispose()
+
+
+def _release(fairy: Any, failed: bool) -> None:
+    """Hand a raw connection back to its pool (in a greenlet: the reset may
+    await the driver), discarded first when its statement failed."""
+    if failed:
+        fairy.invalidate()
+    fairy.close()
 
 
 def _module_tables(cls: type) -> tuple[sa.Table, ...]:

@@ -8,7 +8,9 @@ Clients send an OAuth 2.0 access token in the JWT profile of RFC 9068::
 verifies against the issuer's keys (a JWKS file, re-read when it changes, or
 a JWKS URL, fetched and refreshed: see ``TokenVerifier``) and authlib's
 RFC 9068 resource-server validator accepts its claims. Every failure, whatever its cause, is an ``AuthError``
-(HTTP 401) whose description tells the client what is wrong.
+(HTTP 401) whose description tells the client what is wrong. A token that
+verified is remembered until its ``exp`` (``TokenVerifier``: verified once
+per token, not once per request).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -54,6 +57,8 @@ ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
 LEEWAY_SECONDS = 30
 #: Longest token accepted; joserfc's own size limits apply within it.
 MAX_TOKEN_LENGTH = 16_384
+#: Verified tokens remembered (``TokenVerifier``); beyond, the least recently used is forgotten.
+TOKEN_CACHE_SIZE = 10_000
 
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # RFC 6750 §3: error_description is restricted to %x20-21 / %x23-5B / %x5D-7E.
@@ -103,9 +108,11 @@ class _ClaimsRegistry(JWTAccessTokenClaimsValidator):
 
 class _AccessTokenClaims(JWTAccessTokenClaims):
     registry_cls = _ClaimsRegistry
+    #: The wall clock (epoch seconds) ``exp``, ``nbf`` and ``iat`` are checked against.
+    wall_clock: Callable[[], float] = time.time
 
     def validate(self, now: int | None = None, leeway: int = LEEWAY_SECONDS) -> None:
-        super().validate(now=now, leeway=leeway)
+        super().validate(now=int(self.wall_clock()) if now is None else now, leeway=leeway)
 
 
 class _AccessTokenValidator(JWTBearerTokenValidator):
@@ -116,10 +123,12 @@ class _AccessTokenValidator(JWTBearerTokenValidator):
     Both raise authlib's ``InvalidTokenError`` chained to the joserfc error.
     """
 
-    def __init__(self, settings: AuthSettings, keys: IssuerKeys) -> None:
+    def __init__(self, settings: AuthSettings, keys: IssuerKeys,
+                 wall_clock: Callable[[], float]) -> None:
         super().__init__(issuer=settings.issuer, resource_server=settings.audience, realm=REALM)
         self.algorithms = list(settings.algorithms)
         self.issuer_keys = keys
+        self.wall_clock = wall_clock
 
     def get_jwks(self) -> KeySet:
         return self.issuer_keys.keys
@@ -138,7 +147,9 @@ class _AccessTokenValidator(JWTBearerTokenValidator):
             "iat": {"essential": True},
             "jti": {"essential": True},
         }
-        return _AccessTokenClaims(token.claims, token.header, options)
+        claims = _AccessTokenClaims(token.claims, token.header, options)
+        claims.wall_clock = self.wall_clock
+        return claims
 
 
 class TokenVerifier:
@@ -146,7 +157,21 @@ class TokenVerifier:
     issuer's keys as ``gateway.jwks.IssuerKeys`` keeps them (file or URL,
     refreshed lazily by the verifications themselves).
 
-    ``transport`` and ``clock`` (monotonic seconds) are for tests.
+    A token is verified once: its claims are remembered, keyed by the exact
+    token text, for at most ``cache_size`` tokens (the least recently used
+    forgotten first), and a request with the same token gets them without a
+    signature check until the ``wall_clock`` passes the token's ``exp``; then
+    the entry is dropped and the token verified again (refused, once past
+    ``exp`` and the leeway). Only tokens that verified are remembered; a
+    refusal is decided anew every time. The issuer's keys are brought up to
+    date (``IssuerKeys.ready``) for every request, remembered token or not,
+    and every remembered token is forgotten whenever the key set is replaced
+    (a changed JWKS file, every JWKS URL fetch, a set dropped): a token signed
+    with a key the issuer no longer publishes is refused from then on, as
+    without the cache. Nothing else a verification reads changes with time.
+
+    ``transport``, ``clock`` (monotonic seconds, the key refreshes) and
+    ``wall_clock`` (epoch seconds, the tokens' times) are for tests.
     Raises ``ConfigurationError`` for unusable settings or JWKS file.
     """
 
@@ -156,11 +181,18 @@ class TokenVerifier:
         transport: httpx2.AsyncBaseTransport | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        cache_size: int = TOKEN_CACHE_SIZE,
     ) -> None:
         _check_algorithms(settings.algorithms)
         self._settings = settings
         self._keys = IssuerKeys(settings, transport, clock=clock)
-        self._validator = _AccessTokenValidator(settings, self._keys)
+        self._validator = _AccessTokenValidator(settings, self._keys, wall_clock)
+        self._wall_clock = wall_clock
+        self._cache_size = cache_size
+        # token -> (its exp, its kid, its claims), least recently used first
+        self._verified: OrderedDict[str, tuple[float, str | None, dict[str, Any]]] = OrderedDict()
+        self._verified_with = self._keys.keys  # the key set the remembered tokens verified with
 
     async def verify(self, authorization: str | None) -> dict[str, Any]:
         """The claims of the valid token in ``authorization`` (the header value).
@@ -169,6 +201,15 @@ class TokenVerifier:
         any token that is not acceptable.
         """
         token = _bearer_token(authorization)
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            exp, kid, claims = remembered
+            await self._keys.ready(kid)
+            self._forget_if_keys_changed()
+            if token in self._verified and self._wall_clock() < exp:
+                self._verified.move_to_end(token)
+                return dict(claims)
+            self._verified.pop(token, None)
         header = _peek_header(token, self._settings.algorithms)
         await self._keys.ready(header.get("kid"))
         # no await from here on: the key set cannot change under the check
@@ -180,7 +221,24 @@ class TokenVerifier:
         except (JoseError, ValueError, TypeError, RecursionError) as exc:  # defensive: never a 500
             logger.warning("unexpected error validating a token: %r", exc)
             raise _invalid("token is malformed") from exc
+        self._remember(token, header.get("kid"), dict(claims))
         return dict(claims)
+
+    def _forget_if_keys_changed(self) -> None:
+        if self._keys.keys is not self._verified_with:
+            self._verified.clear()
+            self._verified_with = self._keys.keys
+
+    def _remember(self, token: str, kid: str | None, claims: dict[str, Any]) -> None:
+        """Remember the claims of ``token``, just verified with the current key set."""
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, (int, float)) or self._cache_size <= 0:
+            return  # an exp that is no number (verified all the same) is never trusted here
+        self._forget_if_keys_changed()
+        self._verified[token] = (exp, kid, claims)
+        self._verified.move_to_end(token)
+        while len(self._verified) > self._cache_size:
+            self._verified.popitem(last=False)
 
     async def aclose(self) -> None:
         """Close the HTTP client used for the JWKS URL."""

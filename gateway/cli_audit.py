@@ -76,14 +76,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         return 2
     if report.ok:
         against = "" if checkpoint is None else \
-            f"; an append-only extension of the checkpoint of {checkpoint.size} records"
-        print(f"audit trail OK: {report.records} records, hash chain intact, Merkle tree of "
+            f"; an append-only extension of the checkpoint of {_records(checkpoint.size)}"
+        print(f"audit trail OK: {_records(report.records)}, hash chain intact, Merkle tree of "
               f"{report.tree_size} leaves intact{against}")
         return 0
     where = f"at record {report.seq}" if report.seq is not None else "(not one record's problem)"
     print(f"audit trail TAMPERED {where}: {report.problem} "
           f"({report.records} records checked before it)")
     return 1
+
+
+def _records(n: int) -> str:
+    return f"{n} record" if n == 1 else f"{n} records"
 
 
 def _verifier(key: str):
@@ -221,7 +225,7 @@ def cmd_audit_check_proof(args: argparse.Namespace) -> int:
           f"{leaf.get('outcome')}; released {released})"
           + (f", naming {args.subject}," if args.subject else "")
           + f" is leaf {bundle['leafIndex']} of the log {cp.origin}, in its checkpoint of "
-          f"{cp.size} records signed by {args.key.split('+')[0]}")
+          f"{_records(cp.size)} signed by {args.key.split('+')[0]}")
     return 0
 
 

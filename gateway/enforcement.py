@@ -70,6 +70,9 @@ class Plan:
     # (no list indices), fragments and @skip/@include applied: what prefetch reads.
     children: dict[Path, set[str]] = field(default_factory=dict)
     reusable: bool = False  # the same for every request with this text, operation and purpose
+    # Compiled completions of plain record values (gateway.compiled), kept
+    # with a reusable plan: its document's nodes stay alive with it.
+    projections: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def denied_coordinates(self) -> list[str]:
         return sorted({d.coordinate for d in self.denied})

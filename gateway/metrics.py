@@ -117,6 +117,13 @@ AUDIT_SECONDS = Histogram(
     buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
 AUDIT_FAILURES = Counter("credit_gateway_audit_append_failures",
                          "Audit records not committed, by kind and reason", ["kind", "reason"])
+CHECKPOINTS = Counter("credit_gateway_checkpoints",
+                      "Rounds of checkpoint publishing, by outcome: published, unchanged, "
+                      "not_published (a required witness did not cosign), error", ["outcome"])
+WITNESS_REFUSALS = Counter("credit_gateway_witness_refusals",
+                           "Checkpoints a witness did not cosign, by witness and HTTP status "
+                           "(0: unreachable; 422: not consistent with what it saw)",
+                           ["witness", "status"])
 RATE_LIMITED = Counter("credit_gateway_rate_limited",
                        "Requests refused by a per-client rate limit", ["client"])
 RATE_LIMIT_STORAGE_ERRORS = Counter(
@@ -218,6 +225,15 @@ def request_done(info: RequestInfo, started: float) -> None:
 def rate_limited(client_id: str) -> None:
     """Count a request refused by a per-client rate limit (``gateway.limits``)."""
     RATE_LIMITED.labels(_bounded("client", client_id)).inc()
+
+
+def checkpoint_round(outcome: str) -> None:
+    """Count one round of ``gateway.audit.publisher`` by its outcome."""
+    CHECKPOINTS.labels(outcome).inc()
+
+
+def witness_refused(witness: str, status: int) -> None:
+    WITNESS_REFUSALS.labels(_bounded("witness", witness), str(status)).inc()
 
 
 def rate_limit_storage_error() -> None:

@@ -13,6 +13,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from gateway.admission import AdmittedDocument
 from gateway.catalog import Catalog
+from gateway.compiled import CompiledExecutor
 from gateway.enforcement import PurposePolicy
 from core.errors import ClientError, SourceError
 from gateway.policy import Policy, schema_fields
@@ -83,6 +84,7 @@ def build_schema() -> strawberry.Schema:
     return GatewaySchema(
         query=Query,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        execution_context_class=CompiledExecutor,
         extensions=[
             AdmittedDocument,
             PurposePolicy,

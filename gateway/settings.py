@@ -5,6 +5,8 @@ File format::
     [gateway]
     max_batch_keys = 500              # keys per statement (IN-list size); larger batches are chunked
     max_search_page = 100             # largest page of Query.searchEntities
+    compiled_execution = true         # plain record subtrees completed by compiled projections
+                                      # (gateway/compiled.py); false: graphql-core field by field
     graphiql = false                  # serve GraphiQL at GET /graphql
     graphiql_assets = "graphiql-assets"  # its files (`credit-gateway graphiql-assets` fetches
                                       # them; gateway/graphiql.py); default: beside this file
@@ -50,6 +52,10 @@ File format::
                                       # "closed" refuses (503 RATE_LIMIT_UNAVAILABLE)
     storage_timeout_seconds = 0.5     # one storage call at most; a failure skips the storage
                                       # for a second before it is tried again
+
+    [transparency]                    # signed checkpoints of the audit tree and witnesses;
+                                      # optional: see gateway/transparency.py
+    [witness]                         # this gateway cosigns other logs' checkpoints; optional
 
     [telemetry]                       # OpenTelemetry traces (gateway/tracing.py); all optional
     tracing = false                   # spans per request, admission, planning, source call, audit
@@ -210,6 +216,7 @@ class Settings:
     audit: AuditSettings
     max_batch_keys: int = 500
     max_search_page: int = 100
+    compiled_execution: bool = True  # gateway/compiled.py
     graphiql: bool = False
     graphiql_assets: str = DEFAULT_GRAPHIQL_ASSETS  # GraphiQL's files (gateway/graphiql.py)
     introspection: bool = False  # for every client; the registry can enable it per client

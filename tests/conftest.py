@@ -203,8 +203,12 @@ def population():
 
 @pytest.fixture(scope="session")
 def generated_demo_settings(tmp_path_factory, population):
-    """Settings for the demo databases exactly as the demo writes them, made
-    once per test session (its banks may run only their persisted operations)."""
+    """Settings for the demo databases as the demo writes them, made once per
+    test session (its banks may run only their persisted operations), save
+    that checkpoints are signed only when a test asks (the publisher's
+    interval never passes during a test: tests do not depend on its timing)."""
+    import dataclasses
+
     from demo.generate import create_demo_data
     from gateway.settings import load_settings
     from tests.gateway_fixtures import DEMO_PERSONS, DEMO_SIZE, TODAY
@@ -212,7 +216,9 @@ def generated_demo_settings(tmp_path_factory, population):
     config = create_demo_data(
         tmp_path_factory.mktemp("demo"), size=DEMO_SIZE, persons=DEMO_PERSONS, today=TODAY
     )
-    return load_settings(config, env={})
+    settings = load_settings(config, env={})
+    return dataclasses.replace(settings, transparency=dataclasses.replace(
+        settings.transparency, interval_seconds=86_000))
 
 
 @pytest.fixture(scope="session")
@@ -238,6 +244,7 @@ def config_with_own_operations(generated_demo_settings, tmp_path):
     text = text.replace('jwks_file = "jwks.json"', f'jwks_file = "{demo_dir / "jwks.json"}"')
     text = text.replace('clients_file = "clients.toml"',
                         f'clients_file = "{demo_dir / "clients.toml"}"')
+    text = text.replace('key_file = "audit-log.key"', f'key_file = "{demo_dir / "audit-log.key"}"')
     path = tmp_path / "gateway.toml"
     path.write_text(text, encoding="utf-8")
     return path

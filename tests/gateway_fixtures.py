@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
 from starlette.testclient import TestClient
 
 from connectors import CONNECTORS, RECORD_TYPES
@@ -162,20 +161,23 @@ class Gateway:
 
 
 class StatementCounter:
-    """Counts the SQL statements each source's engine really sends."""
+    """Counts the SQL statements each source's connector sends from now on
+    (its ``statements_sent``)."""
 
     def __init__(self, registry: SourceRegistry) -> None:
-        self.counts: Counter[str] = Counter()
-        for source_id, connector in registry.connectors.items():
-            event.listen(
-                connector.statement_engine, "before_cursor_execute",
-                self._counter(source_id),
-            )
+        self._connectors = {source_id: connector
+                            for source_id, connector in registry.connectors.items()
+                            if hasattr(connector, "statements_sent")}
+        self.clear()
 
-    def _counter(self, source_id: str):
-        def count(*_: Any) -> None:
-            self.counts[source_id] += 1
-        return count
+    def clear(self) -> None:
+        """Count from now on again."""
+        self._start = {source_id: c.statements_sent for source_id, c in self._connectors.items()}
+
+    @property
+    def counts(self) -> Counter[str]:
+        return +Counter({source_id: c.statements_sent - self._start[source_id]
+                         for source_id, c in self._connectors.items()})
 
     @property
     def total(self) -> int:

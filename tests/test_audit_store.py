@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from gateway.audit.merkle import leaf_hash, verify_inclusion
 from gateway.audit import (
     GENESIS,
     AuditRecord,
@@ -300,9 +301,15 @@ async def test_two_processes_appending_at_once_keep_one_chain(store, audit_url):
     for process, (_, stderr) in zip(processes, results):
         assert process.returncode == 0, stderr.decode()
 
-    report = await store.verify()
-    assert (report.ok, report.records) == (True, 400), report.problem
+    report = await store.verify()  # the chain, and the Merkle tree rebuilt from the records
+    assert (report.ok, report.records, report.tree_size) == (True, 400, 400), report.problem
+    head = await store.tree_head()
+    assert (head.size, head.root) == (400, report.root)
     stored = await store.query(newest_first=False, limit=1000)
+    proofs = await store.record_proofs(stored, 400)  # one tree: every record's proof verifies
+    assert len(proofs) == 400 and all(
+        verify_inclusion(p.index, 400, leaf_hash(p.leaf), p.hashes, head.root)
+        for p in proofs.values())
     assert [r.seq for r in stored] == list(range(1, 401))
     assert sorted(r.entry.request_id for r in stored) == sorted(
         f"{name}-{i}" for name in names for i in range(200))

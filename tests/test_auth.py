@@ -288,3 +288,112 @@ def test_demo_signing_key_is_made_once_and_private(tmp_path: Path) -> None:
     assert (tmp_path / "signing-key.json").stat().st_mode & 0o777 == 0o600
     published = json.loads(jwks_path.read_text())["keys"]
     assert [k["kid"] for k in published] == [key.kid] and "d" not in published[0]
+
+
+# ---- verified once per token -------------------------------------------------------------------
+
+
+class WallClock:
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counting(verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens whose signature ``verifier`` checks, in order."""
+    checked: list[str] = []
+    original = verifier._validator.authenticate_token
+
+    def authenticate_token(token_string: str):
+        checked.append(token_string)
+        return original(token_string)
+
+    monkeypatch.setattr(verifier._validator, "authenticate_token", authenticate_token)
+    return checked
+
+
+async def test_a_token_is_verified_once(verifier: TokenVerifier, keys: Keys, monkeypatch) -> None:
+    checked = counting(verifier, monkeypatch)
+    t = token(keys.signing)
+    first = await verifier.verify(f"Bearer {t}")
+    first["client_id"] = "changed by the caller"  # a copy: the remembered claims stay
+    again = await verifier.verify(f"Bearer  {t} ")
+    assert again["client_id"] == CLIENT and checked == [t]
+    other = token(keys.signing)
+    await verifier.verify(f"Bearer {other}")
+    assert checked == [t, other]
+
+
+@pytest.mark.parametrize("make", [
+    lambda k: token(k.signing, aud="https://someone-else.example"),
+    lambda k: token(k.signing, iss="https://impostor.example"),
+    lambda k: token(k.stranger),
+    tampered,
+], ids=["audience", "issuer", "unpublished key", "signature"])
+async def test_a_refused_token_is_never_remembered(verifier: TokenVerifier, keys: Keys, make,
+                                                   monkeypatch) -> None:
+    checked = counting(verifier, monkeypatch)
+    t = make(keys)
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            await verifier.verify(f"Bearer {t}")
+    assert checked == [t, t]
+
+
+async def test_a_remembered_token_is_refused_once_expired(keys: Keys, monkeypatch) -> None:
+    from gateway.auth import LEEWAY_SECONDS
+
+    wall = WallClock()
+    verifier = TokenVerifier(auth_settings(jwks_file=str(keys.jwks_path)), wall_clock=wall)
+    checked = counting(verifier, monkeypatch)
+    t = token(keys.signing, now=int(wall.now), lifetime_seconds=60)
+    await verifier.verify(f"Bearer {t}")
+    wall.now += 59
+    await verifier.verify(f"Bearer {t}")
+    assert checked == [t]
+    wall.now += 1  # at exp: verified again, accepted within the leeway
+    await verifier.verify(f"Bearer {t}")
+    assert checked == [t, t]
+    wall.now += LEEWAY_SECONDS + 1
+    with pytest.raises(AuthError, match="token has expired"):
+        await verifier.verify(f"Bearer {t}")
+    with pytest.raises(AuthError, match="token has expired"):
+        await verifier.verify(f"Bearer {t}")
+    assert checked == [t, t, t, t]
+
+
+async def test_at_most_cache_size_tokens_are_remembered(keys: Keys, monkeypatch) -> None:
+    verifier = TokenVerifier(auth_settings(jwks_file=str(keys.jwks_path)), cache_size=2)
+    checked = counting(verifier, monkeypatch)
+    a, b, c = (token(keys.signing) for _ in range(3))
+    for t in (a, b, a, c):  # c pushes out the least recently used: b
+        await verifier.verify(f"Bearer {t}")
+    assert len(verifier._verified) == 2
+    await verifier.verify(f"Bearer {a}")
+    await verifier.verify(f"Bearer {c}")
+    assert checked == [a, b, c]
+    await verifier.verify(f"Bearer {b}")
+    assert checked == [a, b, c, b]
+
+
+async def test_a_new_key_set_forgets_every_remembered_token(keys: Keys, tmp_path: Path,
+                                                            monkeypatch) -> None:
+    from gateway.jwks import JWKS_FILE_CHECK_SECONDS
+
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(keys.jwks_path.read_text())
+    monotonic = WallClock()
+    verifier = TokenVerifier(auth_settings(jwks_file=str(jwks)), clock=monotonic)
+    checked = counting(verifier, monkeypatch)
+    t = token(keys.signing)
+    await verifier.verify(f"Bearer {t}")
+    await verifier.verify(f"Bearer {t}")
+    assert checked == [t]
+    # The issuer's key is removed from the file: refused from the next look at it.
+    jwks.write_text(json.dumps({"keys": [keys.stranger.as_dict(private=False)]}))
+    monotonic.now += JWKS_FILE_CHECK_SECONDS
+    with pytest.raises(AuthError, match="unknown key id"):
+        await verifier.verify(f"Bearer {t}")
+    assert checked == [t, t] and not verifier._verified

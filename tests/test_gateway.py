@@ -140,7 +140,7 @@ def test_statements_per_source_do_not_grow_with_the_number_of_entities(
             sid: n * statements_per_record_type for sid, n in asked.items()
         }
 
-        counter.counts.clear()
+        counter.clear()
         gateway.query(query, u=usccs[:20])
         assert dict(counter.counts) == asked
 
@@ -159,7 +159,7 @@ def test_only_the_record_types_selected_are_read(demo_settings, population):
     with gateway:
         skipped = gateway.query(query, u=usccs, skip=True)
         assert dict(counter.counts) == {"hz-credit": 1, "hz-tax": 1}
-        counter.counts.clear()
+        counter.clear()
         kept = gateway.query(query, u=usccs, skip=False)
         # lists, penalties and the repairs penalties are checked against
         assert dict(counter.counts) == {"hz-credit": 3, "hz-tax": 1}

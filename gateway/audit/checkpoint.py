@@ -117,6 +117,16 @@ class Signer:
         public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         self.verifier = Verifier(name, key_id(name, public), public)
 
+    def __eq__(self, other: object) -> bool:
+        """Equal signers sign alike: same name, same key (the public key determines it)."""
+        return isinstance(other, Signer) and other.verifier == self.verifier
+
+    def __hash__(self) -> int:
+        return hash(self.verifier)
+
+    def __repr__(self) -> str:
+        return f"Signer({self.verifier})"  # never the private key
+
     @classmethod
     def generate(cls, name: str) -> Signer:
         return cls(name, Ed25519PrivateKey.generate())

@@ -7,6 +7,14 @@ the root at a tree size, and anyone holding a record can check an inclusion
 proof against it; anyone holding two checkpoints can check a consistency proof
 that the later tree extends the earlier one (append-only, nothing rewritten).
 
+Why not a library: pymerkle (RFC 9162-compatible, in-memory and SQLite
+trees of its own) was the candidate; this tree must live in the audit
+database itself (SQLite or PostgreSQL), grow inside the append's transaction
+of whichever process appends, and answer proofs from subtrees stored there
+in one query. What that needs is the RFC's hashing, its proof recursions
+over stored subtrees and a frontier, checked against the transparency-dev
+test vectors (tests/test_merkle.py): a few hundred lines, written here.
+
 Contracts
 ---------
 * Leaves are numbered from 0 (RFC 9162 ``leaf_index``).  Every function below

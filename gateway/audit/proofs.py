@@ -45,18 +45,23 @@ def tree_head(conn: sa.Connection, *, lock: bool = False) -> TreeHead:
     return TreeHead(size=frontier.size, root=frontier.root(), base=row.tree_base)
 
 
+# One statement of constant shape (compiled once): every wanted level and
+# every wanted index; the rows outside the wanted pairs (at most levels x
+# indexes, a few hundred hashes) are dropped here.
+_READ_NODES = sa.select(schema.tree.c.level, schema.tree.c.idx, schema.tree.c.hash).where(
+    schema.tree.c.level.in_(sa.bindparam("levels", expanding=True)),
+    schema.tree.c.idx.in_(sa.bindparam("idxs", expanding=True)),
+)
+
+
 def read_nodes(conn: sa.Connection, coordinates: Iterable[tuple[int, int]]) -> NodeMap:
     """The stored subtrees at ``coordinates`` (those missing are left out)."""
-    wanted = sorted(set(coordinates))
+    wanted = set(coordinates)
     if not wanted:
         return {}
-    t = schema.tree.c
-    by_level: dict[int, list[int]] = defaultdict(list)
-    for level, idx in wanted:
-        by_level[level].append(idx)
-    where = sa.or_(*(sa.and_(t.level == level, t.idx.in_(idxs)) for level, idxs in by_level.items()))
-    return {(r.level, r.idx): bytes(r.hash)
-            for r in conn.execute(sa.select(t.level, t.idx, t.hash).where(where))}
+    rows = conn.execute(_READ_NODES, {"levels": sorted({lv for lv, _ in wanted}),
+                                      "idxs": sorted({ix for _, ix in wanted})})
+    return {(r.level, r.idx): bytes(r.hash) for r in rows if (r.level, r.idx) in wanted}
 
 
 def inclusion_proofs(conn: sa.Connection, indexes: Iterable[int], size: int

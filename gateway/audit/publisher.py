@@ -28,6 +28,7 @@ from pathlib import Path
 
 import httpx2
 
+from gateway import metrics
 from gateway.audit.checkpoint import (
     Checkpoint, add_signatures, sign_checkpoint, signed_by,
 )
@@ -65,6 +66,7 @@ class CheckpointPublisher:
                                          f"latest checkpoint's {latest[0]}: run audit verify")
         if latest is not None and latest[0] == head.size and all(
                 signed_by(latest[1], w.key) for w in required):
+            metrics.checkpoint_round("unchanged")
             return latest[1]
         note = sign_checkpoint(Checkpoint(self.origin, head.size, head.root), self.signer)
         held = latest[0] if latest is not None else 0
@@ -81,14 +83,17 @@ class CheckpointPublisher:
                     note = cosigned
                 except WitnessRefused as exc:
                     log.error("checkpoint of %d records: %s", head.size, exc)
+                    metrics.witness_refused(witness.name, exc.status)
                     refused.append(witness.name)
         missing = [w.name for w in required if w.name in refused]
         if missing:
+            metrics.checkpoint_round("not_published")
             raise CheckpointNotPublished(f"the checkpoint of {head.size} records was not "
                                          f"cosigned by {', '.join(missing)}")
         await self.store.save_checkpoint(head.size, note)
         if self.settings.directory:
             await asyncio.to_thread(self._write, head.size, note)
+        metrics.checkpoint_round("published")
         return note
 
     def _proof_to(self, size: int):
@@ -111,7 +116,10 @@ class CheckpointPublisher:
                 await self.publish()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the next round tries again
+            except CheckpointNotPublished as exc:  # counted; the next round tries again
+                log.error("checkpoint not published: %s", exc)
+            except Exception as exc:
+                metrics.checkpoint_round("error")
                 log.error("checkpoint not published: %s", exc)
 
 

@@ -1,4 +1,5 @@
-"""``AuditStore``: the append-only, hash-chained audit trail of credit-data releases.
+"""``AuditStore``: the append-only, hash-chained audit trail of credit-data releases,
+and the Merkle tree over it (``append.py`` grows both; ``proofs.py`` reads the tree).
 
 PIPL requires a record of every release, kept at least 3 years. The gateway
 appends one entry per request before its response leaves and fails closed:

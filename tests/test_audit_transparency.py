@@ -323,3 +323,16 @@ def test_leaf_document_is_canonical_json():
     data = leaf_data(record, {USCC_A: bytes(16)})
     assert data == orjson.dumps(orjson.loads(data), option=orjson.OPT_SORT_KEYS)
     assert USCC_A not in data.decode()
+
+
+@pytest.mark.parametrize(("bundle", "words"), [
+    ({"leaf": "{}"}, "it has no .leafIndex."),
+    ("not an object", "a JSON object"),
+    ({"leaf": "{", "salts": [], "leafIndex": 0, "treeSize": 1, "auditPath": [],
+      "checkpoint": ""}, "not a proof"),
+    ({"leaf": "{}", "salts": [{"subject": "x", "salt": "zz"}], "leafIndex": 0, "treeSize": 1,
+      "auditPath": [], "checkpoint": ""}, "not a proof"),
+])
+def test_a_malformed_proof_is_refused_with_a_clear_reason(bundle, words):
+    with pytest.raises(ProofError, match=words):
+        check_bundle(bundle, str(SIGNER.verifier))

@@ -88,8 +88,10 @@ def check_bundle(bundle: object, verifier_key: str | Verifier, subject: str | No
                                [base64.b64decode(h, validate=True) for h in bundle["auditPath"]])
         note = bundle["checkpoint"]
         leaf = orjson.loads(leaf_text)
-    except (KeyError, TypeError, ValueError, binascii.Error, orjson.JSONDecodeError) as exc:
-        raise ProofError(f"not a proof: {type(exc).__name__}: {exc}") from None
+    except KeyError as missing:
+        raise ProofError(f"not a proof: it has no {missing}") from None
+    except (TypeError, ValueError, binascii.Error, orjson.JSONDecodeError) as exc:
+        raise ProofError(f"not a proof: {exc}") from None
     if not isinstance(leaf_text, str) or not isinstance(leaf, dict):
         raise ProofError("not a proof: leaf is a JSON object in a string")
     checkpoint = check_proof(leaf_text.encode(), proof, note, verifier_key)

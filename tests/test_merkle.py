@@ -225,3 +225,26 @@ def test_frontier_refuses_inconsistent_state():
         Frontier.from_bytes(3, b"\x00" * 32)
     with pytest.raises(ValueError):
         Frontier().append(b"short")
+
+
+def test_proofs_from_stored_subtrees_are_the_proofs_from_the_leaves():
+    """What a store answers from the subtrees ``extend_with_nodes`` made, reading
+    only those ``proof_nodes`` names, is the RFC's proof over the leaves."""
+    from gateway.audit.merkle import (
+        Frontier, consistency_proof, consistency_proof_from, inclusion_proof,
+        inclusion_proof_from, leaf_hash, proof_nodes, root, root_from,
+    )
+
+    for n in range(1, 40):
+        leaves = [leaf_hash(bytes([i])) for i in range(n)]
+        frontier, nodes = Frontier().extend_with_nodes(leaves)
+        stored = {(level, idx): h for level, idx, h in nodes}
+        assert frontier == Frontier.of(leaves) and frontier.root() == root(leaves)
+        assert [stored[c] for c in Frontier.coordinates(n)] == list(frontier.hashes)
+        assert root_from(stored, n) == root(leaves)
+        for m in range(n):
+            wanted = {c: stored[c] for c in proof_nodes("inclusion", m, n)}
+            assert inclusion_proof_from(wanted, m, n) == inclusion_proof(leaves, m)
+        for m in range(n + 1):
+            wanted = {c: stored[c] for c in proof_nodes("consistency", m, n)}
+            assert consistency_proof_from(wanted, m, n) == consistency_proof(leaves, m)

@@ -78,19 +78,9 @@ def inclusion_proof(hashes: Sequence[bytes], index: int, size: int | None = None
     """RFC 9162 §2.1.3.1 PATH(m, D[n]) for leaf ``index`` in the tree of the
     first ``size`` leaves (default: all), ordered from the leaf up."""
     size = len(hashes) if size is None else size
-    if not 0 <= index < size <= len(hashes):
+    if size > len(hashes):
         raise ValueError(f"no leaf {index} in a tree of {size} leaves")
-    return _path(index, hashes[:size])
-
-
-def _path(m: int, d: Sequence[bytes]) -> list[bytes]:
-    n = len(d)
-    if n == 1:
-        return []
-    k = _split(n)
-    if m < k:
-        return _path(m, d[:k]) + [root(d[k:])]
-    return _path(m - k, d[k:]) + [root(d[:k])]
+    return [root(hashes[lo:hi]) for lo, hi in _proof_ranges("inclusion", index, size)]
 
 
 def consistency_proof(hashes: Sequence[bytes], first: int, second: int | None = None) -> list[bytes]:
@@ -98,21 +88,9 @@ def consistency_proof(hashes: Sequence[bytes], first: int, second: int | None = 
     and the first ``second`` leaves (default: all).  Empty when
     ``first`` is 0 or equal to ``second``."""
     second = len(hashes) if second is None else second
-    if not 0 <= first <= second <= len(hashes):
+    if second > len(hashes):
         raise ValueError(f"no consistency proof from {first} to {second} leaves")
-    if first == 0 or first == second:
-        return []
-    return _subproof(first, hashes[:second], True)
-
-
-def _subproof(m: int, d: Sequence[bytes], b: bool) -> list[bytes]:
-    n = len(d)
-    if m == n:
-        return [] if b else [root(d)]
-    k = _split(n)
-    if m <= k:
-        return _subproof(m, d[:k], b) + [root(d[k:])]
-    return _subproof(m - k, d[k:], False) + [root(d[:k])]
+    return [root(hashes[lo:hi]) for lo, hi in _proof_ranges("consistency", first, second)]
 
 
 # Proofs from stored subtrees --------------------------------------------------

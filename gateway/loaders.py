@@ -147,6 +147,20 @@ class Loaders:
             return self._after(pending, record_type, key, path)
         return self._answer(answers, path)
 
+    def settled(self, record_type: str, key: Any) -> Any:
+        """``key``'s value when every source's answer is in and none failed,
+        exactly what ``value`` would return then; else ``NOT_SETTLED``.
+        Reads nothing and records nothing."""
+        answers = self._answers.get((record_type, key))
+        if answers is None:
+            return NOT_SETTLED
+        for answer in answers:
+            if type(answer) is _Pending or isinstance(answer, BaseException):
+                return NOT_SETTLED
+        if len(answers) == 1:
+            return answers[0]
+        return [record for answer in answers for record in answer] if answers else None
+
     def _answer(self, answers: list[Any], path: Any) -> Any:
         if not answers:
             return None
@@ -260,6 +274,10 @@ class Loaders:
         if (record_type, key) not in self._answers and \
                 self._sources(record_type, key) == [self._registry.local(record_type)]:
             self._answers[(record_type, key)] = [value]
+
+
+#: What ``Loaders.settled`` returns for an answer not in yet, or failed.
+NOT_SETTLED = object()
 
 
 class _Pending:

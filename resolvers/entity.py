@@ -24,6 +24,11 @@ from resolvers.info import Info
 
 
 RECORD_TYPE = "record_type"  # metadata key of source-backed fields
+#: Metadata key of the fields ``from_source`` makes: (owner type, record
+#: type, key attribute). Compiled execution (``gateway.compiled``) completes
+#: such a field from ``Loaders.settled`` when its answer is in and needs no
+#: authorization, exactly as ``resolve`` below would return it.
+FROM_SOURCE = "from_source"
 
 
 def from_source(owner: str, declared: RecordType, key: str) -> Any:
@@ -54,7 +59,8 @@ def from_source(owner: str, declared: RecordType, key: str) -> Any:
 
     resolve.__annotations__ = {"root": Any, "info": Info, "return": Optional[returns]}
     return strawberry.field(resolver=resolve, name=declared.field, description=description,
-                            metadata={RECORD_TYPE: record_type})
+                            metadata={RECORD_TYPE: record_type,
+                                      FROM_SOURCE: (owner, record_type, key)})
 
 
 async def load_if_authorized(

@@ -20,6 +20,7 @@ from graphql import (GraphQLInterfaceType, GraphQLNonNull, GraphQLObjectType,
 import connectors.base
 from gateway import compiled
 from gateway.audit import AuditStore
+from gateway.loaders import Loaders
 from gateway.schema import graphql_schema
 from tests.gateway_fixtures import Gateway, with_source
 
@@ -241,6 +242,7 @@ def test_the_corpus_is_answered_the_same_with_compiled_execution(demo_settings, 
     assert {"Registration", "Penalty", "AbnormalOperationListing"} <= set(compiled_types), \
         compiled_types
     assert len(compiled_types) >= 8, compiled_types
+    assert "Entity" in compiled_types, compiled_types  # subjects completed from their answers
 
 
 def test_the_corpus_is_answered_the_same_with_a_source_down(demo_settings, tmp_path, corpus,
@@ -294,3 +296,34 @@ def test_an_unexpected_value_is_completed_by_graphql_core(demo_settings, populat
     assert error["path"] == ["entity", "registration", "status"]
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
 
+
+
+def test_prefetched_subjects_are_completed_without_their_resolvers(demo_settings, population,
+                                                                    monkeypatch):
+    """With compiled execution, entities whose records were prefetched are
+    completed by the projection: their source-backed fields' resolvers (one
+    ``Loaders.value`` call each, with the field's path) do not run; without it they do, and the
+    answers are the same."""
+    usccs = [e.uscc for e in population.enterprises[:5]]
+    query = ("query($u: [USCC!]!) { entities(usccs: $u) { uscc registration { name } "
+             "penalties { decisionNumber } court: dishonestDebtorRecords "
+             "{ caseCode } } }")
+    calls = []
+    original = Loaders.value
+
+    def counted(self, record_type, key, path=None):
+        if path is not None:  # a field's call (reads within a batch pass none)
+            calls.append(record_type)
+        return original(self, record_type, key, path)
+
+    monkeypatch.setattr(Loaders, "value", counted)
+    answers, counts = {}, {}
+    for on in (True, False):
+        calls.clear()
+        settings = dataclasses.replace(demo_settings, compiled_execution=on)
+        with Gateway(settings) as gateway:
+            answers[on] = gateway.query(query, u=usccs)
+        counts[on] = len(calls)
+    assert answers[True] == answers[False]
+    assert len(answers[True]["data"]["entities"]) == len(usccs)
+    assert counts == {True: 0, False: 3 * len(usccs)}

@@ -91,8 +91,9 @@ class Loaders:
         read, the batch fails: a record's repair cannot be ignored)."""
         async def prepared_batch(keys: Sequence[Any]) -> list[Any]:
             if link_repairs:
-                results, repairs = await asyncio.gather(batch(keys), asyncio.gather(
-                    *(self.load(REPAIRS.name, key) for key in keys)))
+                results, _ = await asyncio.gather(batch(keys),
+                                                  self.prefetch([REPAIRS.name], keys))
+                repairs = [self.value(REPAIRS.name, key) for key in keys]  # a failure raises
             else:
                 results, repairs = await batch(keys), ()
             for index, records in enumerate(results):

@@ -9,7 +9,7 @@ entities) and workload 1 (``ONE``). Measured per request: CPU time of the
 process (``time.process_time``: the event loop and the sources' threads; a
 shared machine's other work is not counted) and wall time; medians over
 every request of every round. Both apps' answers are checked to be the same
-bytes first. Writes ``bench/results/compiled-execution-<date>.md``.
+bytes first. Writes ``bench/results/compiled-execution-<date>-<HHMM>.md``.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(samples, args.rounds, args.requests, load,
                   "python -m bench.compiled_execution " + " ".join(argv or sys.argv[1:]))
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"compiled-execution-{datetime.now(timezone.utc):%Y-%m-%d}.md"
+    path = RESULTS / f"compiled-execution-{datetime.now(timezone.utc):%Y-%m-%d-%H%M}.md"
     path.write_text(text, encoding="utf-8")
     print(text)
     return 0

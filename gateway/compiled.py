@@ -39,6 +39,8 @@ generated corpus of operations and compares the responses byte for byte.
 
 from __future__ import annotations
 
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from graphql import (
@@ -62,10 +64,11 @@ from graphql.type.scalars import (
 from core.masking import MaskedIdentifier
 from gateway.loaders import NOT_SETTLED
 from resolvers.entity import FROM_SOURCE
-from gateway.strawberry_internals import strawberry_executor, strawberry_field_of
+from gateway.strawberry_internals import (cast_mark, isoformat_serializer, plain_instance_class,
+                                          strawberry_executor, strawberry_field_of)
 
 # Kinds of a projected field.
-_TYPENAME, _LEAF, _LEAF_NON_NULL, _VALUE, _SOURCE = range(5)
+_TYPENAME, _LEAF, _LEAF_NON_NULL, _VALUE, _VALUE_NON_NULL, _SOURCE = range(6)
 
 
 class _Unexpected(Exception):
@@ -187,10 +190,11 @@ class _Compiler:
                 kind = _LEAF_NON_NULL if named is not field_type else _LEAF
                 fields.append((key, python_name, masked, kind, named))
                 continue
-            complete = self.value(field_type, details)
+            kind = _VALUE_NON_NULL if named is not field_type else _VALUE
+            complete = self.value(named, details)
             if complete is None:
                 return None
-            fields.append((key, python_name, masked, _VALUE, complete))
+            fields.append((key, python_name, masked, kind, complete))
         return _projection(type_, tuple(fields))
 
 
@@ -210,14 +214,21 @@ def _projection(type_: GraphQLObjectType, fields: tuple[tuple[str, Any, Any, int
     for them (one statement per field, no loop, no dispatch on kinds), as
     graphql-jit does; each field completes as ``_leaf`` or its own
     completion would, and anything unexpected raises ``_UNEXPECTED``."""
-    names: dict[str, Any] = {"_UNEXPECTED": _UNEXPECTED, "_leaf": _leaf,
-                             "NOT_SETTLED": NOT_SETTLED, "is_type_of": type_.is_type_of}
+    plain = plain_instance_class(type_)
+    names: dict[str, Any] = {"_UNEXPECTED": _UNEXPECTED, "_leaf": _leaf, "Decimal": Decimal,
+                             "date": date, "datetime": datetime, "NOT_SETTLED": NOT_SETTLED, "is_type_of": type_.is_type_of,
+                             "plain": plain, "CAST": cast_mark()}
     body = ["def project(value, info):",
             "    if value is None:",
-            "        return None",
-            "    if isinstance(value, Exception)"
-            + (" or not is_type_of(value, info):" if type_.is_type_of is not None else ":"),
-            "        raise _UNEXPECTED"]
+            "        return None"]
+    if type_.is_type_of is None:
+        body.append("    if isinstance(value, Exception):")
+    elif plain is not None:  # its instances pass is_type_of: it need not be called
+        body.append("    if (value.__class__ is not plain or CAST in value.__dict__) and ("
+                    "isinstance(value, Exception) or not is_type_of(value, info)):")
+    else:
+        body.append("    if isinstance(value, Exception) or not is_type_of(value, info):")
+    body.append("        raise _UNEXPECTED")
     if any(kind == _SOURCE for _, _, _, kind, _ in fields):
         body.append("    context = info.context")
     if any(masked is not None for _, _, masked, _, _ in fields):
@@ -250,12 +261,23 @@ def _projection(type_: GraphQLObjectType, fields: tuple[tuple[str, Any, Any, int
         if kind == _VALUE:
             body.append(f"    {result} = how{index}(item, info)")
             continue
+        if kind == _VALUE_NON_NULL:
+            body += [f"    {result} = how{index}(item, info)",
+                     f"    if {result} is None:",
+                     "        raise _UNEXPECTED"]
+            continue
         names[f"coerce{index}"] = how.coerce_output_value
         body += ["    if item is None:",
                  "        raise _UNEXPECTED" if kind == _LEAF_NON_NULL else f"        {result} = None"]
         fast = _FAST_LEAVES.get(how.coerce_output_value)
         if fast is not None:  # values graphql-core's coercion returns unchanged
             body += [f"    elif {fast}:", f"        {result} = item"]
+        elif how.coerce_output_value is str:  # scalars serialized by str(): a str always
+            body += ["    elif item.__class__ is str:", f"        {result} = item",
+                     "    elif item.__class__ is Decimal:", f"        {result} = str(item)"]
+        elif how.coerce_output_value is _ISOFORMAT:  # strawberry's Date and DateTime
+            body += ["    elif item.__class__ is date or item.__class__ is datetime:",
+                     f"        {result} = item.isoformat()"]
         elif isinstance(how, GraphQLEnumType) and isinstance(getattr(how, "wrapped_cls", None), type):
             # strawberry's enums: a member's name, found once per member here
             names[f"members{index}"] = how.wrapped_cls
@@ -278,6 +300,9 @@ _FAST_LEAVES = {
     serialize_int: f"item.__class__ is int and {GRAPHQL_MIN_INT} <= item <= {GRAPHQL_MAX_INT}",
     serialize_float: "item.__class__ is float and item - item == 0.0",  # finite
 }
+
+
+_ISOFORMAT = isoformat_serializer()
 
 
 def _identifier(name: str) -> str:

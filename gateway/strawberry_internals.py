@@ -36,3 +36,29 @@ def strawberry_field_of(field_def: Any) -> Any:
     """The ``StrawberryField`` a graphql-core field was converted from, or
     ``None`` (a field strawberry did not make: ``__typename``...)."""
     return (field_def.extensions or {}).get("strawberry-definition")
+
+
+def plain_instance_class(object_type: Any) -> type | None:
+    """The class of which an instance (not cast with ``strawberry.cast``:
+    no cast mark in its ``__dict__``) is always accepted by the
+    ``is_type_of`` strawberry made for the graphql-core ``object_type``;
+    ``None`` when that cannot be said (no strawberry definition, a
+    user-defined ``is_type_of``, instances without a ``__dict__``)."""
+    definition = (object_type.extensions or {}).get("strawberry-definition")
+    origin = getattr(definition, "origin", None)
+    if (not isinstance(origin, type) or getattr(definition, "is_type_of", None) is not None
+            or origin.__dictoffset__ == 0):
+        return None
+    return origin
+
+
+def cast_mark() -> str:
+    """The instance attribute ``strawberry.cast`` sets."""
+    from strawberry.types.cast import TYPE_CAST_ATTRIBUTE
+    return TYPE_CAST_ATTRIBUTE
+
+
+def isoformat_serializer() -> Any:
+    """The output coercion of strawberry's Date, DateTime and Time scalars."""
+    from strawberry.schema.types.base_scalars import isoformat
+    return isoformat

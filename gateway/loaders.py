@@ -193,18 +193,27 @@ class Loaders:
         keys are known, so the batch functions are called directly, in
         batches of at most ``max_batch_keys``, without a DataLoader. Keys
         already read or being read are not read again: this waits for them."""
-        waiting: list[asyncio.Future] = []
+        waiting: dict[asyncio.Future, None] = {}  # each read once, however many keys it has
+        all_answers = self._answers
         for record_type in record_types:
+            # For a list record type every key has the same sources; for a
+            # single one, its home source (or none).
+            shared = self._sources(record_type, None) if RECORD_TYPES[record_type].many else None
             by_source: dict[Connector, list[Any]] = {}
             for key in keys:
-                answers = self._answers.get((record_type, key))
+                answers = all_answers.get((record_type, key))
                 if answers is not None:
-                    waiting.extend(a.future for a in answers if type(a) is _Pending)
+                    for answer in answers:
+                        if type(answer) is _Pending:
+                            waiting[answer.future] = None
                     continue
-                sources = self._sources(record_type, key)
-                self._answers[(record_type, key)] = [None] * len(sources)
+                sources = shared if shared is not None else self._sources(record_type, key)
+                all_answers[(record_type, key)] = [None] * len(sources)
                 for source in sources:
-                    by_source.setdefault(source, []).append(key)
+                    source_keys = by_source.get(source)
+                    if source_keys is None:
+                        source_keys = by_source[source] = []
+                    source_keys.append(key)
             for source, source_keys in by_source.items():
                 batch = self._batch(source, record_type)
                 position = self._sources(record_type, source_keys[0]).index(source)
@@ -212,9 +221,10 @@ class Loaders:
                     chunk = source_keys[start:start + self._max_batch_keys]
                     task = asyncio.ensure_future(batch(chunk))
                     task.add_done_callback(self._chunk_settler(record_type, position, chunk))
+                    pending = _Pending(task)  # one per chunk: it only names the task
                     for key in chunk:
-                        self._answers[(record_type, key)][position] = _Pending(task)
-                    waiting.append(task)
+                        all_answers[(record_type, key)][position] = pending
+                    waiting[task] = None
         if waiting:
             await asyncio.gather(*waiting, return_exceptions=True)
 
@@ -224,9 +234,13 @@ class Loaders:
             result = _outcome(task)
             if not isinstance(result, BaseException) and len(result) != len(chunk):
                 result = TypeError(f"a batch of {len(chunk)} keys returned {len(result)} values")
-            for index, key in enumerate(chunk):
-                answer = result if isinstance(result, BaseException) else result[index]
-                self._answers[(record_type, key)][position] = answer
+            answers = self._answers
+            if isinstance(result, BaseException):
+                for key in chunk:
+                    answers[(record_type, key)][position] = result
+            else:
+                for key, answer in zip(chunk, result):
+                    answers[(record_type, key)][position] = answer
         return settle
 
     def answered(self, record_type: str, key: Any) -> list[Connector]:

@@ -2,16 +2,20 @@
 
 Each returns ``None`` for an empty value and raises ``ValueError`` for one it
 cannot read; connectors turn that into ``BadSourceData``. They slice rather
-than call ``strptime`` (several times slower, and run for every row).
+than call ``strptime`` (several times slower, and run for every row), and
+remember the values they met last (a batch's rows share few months and
+dates; what they return is immutable; a failure is not remembered).
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timezone
 
 CHINA_TZ_OFFSET_SECONDS = 8 * 3600
 
 
+@functools.lru_cache(maxsize=4096)
 def compact_month(value: str) -> str:
     """``'202503'`` -> ``'2025-03'``; ``ValueError`` for anything else."""
     if len(value) != 6 or not value.isdigit() or not 1 <= int(value[4:]) <= 12:
@@ -19,6 +23,7 @@ def compact_month(value: str) -> str:
     return f"{value[:4]}-{value[4:]}"
 
 
+@functools.lru_cache(maxsize=4096)
 def compact_date(value: str | None) -> date | None:
     """``'20240315'`` (YYYYMMDD, as stored by market regulation and the credit office)."""
     if value is None or value == "":
@@ -28,6 +33,7 @@ def compact_date(value: str | None) -> date | None:
     return date(int(value[:4]), int(value[4:6]), int(value[6:]))
 
 
+@functools.lru_cache(maxsize=4096)
 def iso_date(value: str | None) -> date | None:
     """``'2024-03-15'`` (tax bureau text columns)."""
     if value is None or value == "":

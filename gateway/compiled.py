@@ -63,9 +63,9 @@ from graphql.type.scalars import (
 
 from core.masking import MaskedIdentifier
 from gateway.loaders import NOT_SETTLED
-from resolvers.entity import FROM_SOURCE
 from gateway.strawberry_internals import (cast_mark, isoformat_serializer, plain_instance_class,
                                           strawberry_executor, strawberry_field_of)
+from resolvers.entity import FROM_SOURCE
 
 # Kinds of a projected field.
 _TYPENAME, _LEAF, _LEAF_NON_NULL, _VALUE, _VALUE_NON_NULL, _SOURCE = range(6)
@@ -216,8 +216,8 @@ def _projection(type_: GraphQLObjectType, fields: tuple[tuple[str, Any, Any, int
     completion would, and anything unexpected raises ``_UNEXPECTED``."""
     plain = plain_instance_class(type_)
     names: dict[str, Any] = {"_UNEXPECTED": _UNEXPECTED, "_leaf": _leaf, "Decimal": Decimal,
-                             "date": date, "datetime": datetime, "NOT_SETTLED": NOT_SETTLED, "is_type_of": type_.is_type_of,
-                             "plain": plain, "CAST": cast_mark()}
+                             "date": date, "datetime": datetime, "NOT_SETTLED": NOT_SETTLED,
+                             "is_type_of": type_.is_type_of, "plain": plain, "CAST": cast_mark()}
     body = ["def project(value, info):",
             "    if value is None:",
             "        return None"]

@@ -158,9 +158,7 @@ class Loaders:
         for answer in answers:
             if type(answer) is _Pending or isinstance(answer, BaseException):
                 return NOT_SETTLED
-        if len(answers) == 1:
-            return answers[0]
-        return [record for answer in answers for record in answer] if answers else None
+        return self._answer(answers, None)  # no failure among them: nothing to record
 
     def _answer(self, answers: list[Any], path: Any) -> Any:
         if not answers:

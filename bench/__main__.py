@@ -33,7 +33,8 @@ from pathlib import Path
 
 import httpx2
 
-from bench.apps import (GATEWAY_FACTORY, WITHOUT_POLICY_AND_AUDIT, bench_environment,
+from bench.apps import (GATEWAY_FACTORY, WITHOUT_AUDIT, WITHOUT_POLICY_AND_AUDIT,
+                        bench_environment,
                         bench_settings)
 from bench.load import run_load
 from bench.workload import CLIENT, MANY, ONE
@@ -88,6 +89,16 @@ class Server:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user and system, every thread) process ``pid`` has used, or
+    ``None`` where ``/proc`` does not tell."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def headers_for(settings: Settings) -> dict[str, str]:
@@ -365,27 +376,39 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(small, env={})
     headers = headers_for(settings)
     bodies = [json.dumps({"query": ONE, "variables": {"u": u}}) for u in usccs[:200]]
-    enforced = Server(GATEWAY_FACTORY, small)
-    bare = Server(WITHOUT_POLICY_AND_AUDIT, small)
+    variants = {"policy and audit": GATEWAY_FACTORY, "policy, no audit": WITHOUT_AUDIT,
+                "neither": WITHOUT_POLICY_AND_AUDIT}
+    servers = {name: Server(factory, small) for name, factory in variants.items()}
     policy_runs: dict[str, list] = {}
+    cpu_per_request: dict[str, list] = {}
     try:
-        warm(f"{enforced.url}/graphql", bodies[0], headers)
-        warm(f"{bare.url}/graphql", bodies[0], headers)
+        for server in servers.values():
+            warm(f"{server.url}/graphql", bodies[0], headers)
         for _ in range(rounds):
-            for name, server in (("on", enforced), ("off", bare)):
-                policy_runs.setdefault(name, []).append(
-                    run_load(f"{server.url}/graphql", bodies, headers, 32, seconds))
+            for name, server in servers.items():
+                before = cpu_seconds(server.process.pid)
+                run = run_load(f"{server.url}/graphql", bodies, headers, 32, seconds)
+                after = cpu_seconds(server.process.pid)
+                policy_runs.setdefault(name, []).append(run)
+                if before is not None and after is not None:
+                    cpu_per_request.setdefault(name, []).append(
+                        (after - before) * 1000 / (run.rps * seconds))
     finally:
-        enforced.stop()
-        bare.stop()
-    on, off = median_of(policy_runs["on"], "rps"), median_of(policy_runs["off"], "rps")
+        for server in servers.values():
+            server.stop()
+    rps = {name: median_of(runs, "rps") for name, runs in policy_runs.items()}
     lines += ["## 4. Policy and audit on versus off (workload 1, concurrency 32, 1 worker)", "",
-              "| policy and audit | req/s | p50 / p99 (ms) |", "|---|---|---|",
-              *(f"| {name} | {median_of(policy_runs[name], 'rps'):.0f} | "
-                f"{median_of(policy_runs[name], 'p50_ms'):.1f} / "
-                f"{median_of(policy_runs[name], 'p99_ms'):.1f} |" for name in ("on", "off")),
-              "", f"Their cost: {(1 - on / off):.1%} of throughput. (Off exists only in "
-              "`bench/apps.py`; the gateway itself cannot run without them.)", ""]
+              "| extensions | req/s | p50 / p99 (ms) | server CPU per request (ms) |",
+              "|---|---|---|---|",
+              *(f"| {name} | {rps[name]:.0f} | {median_of(runs, 'p50_ms'):.1f} / "
+                f"{median_of(runs, 'p99_ms'):.1f} | "
+                + (f"{statistics.median(cpu_per_request[name]):.2f}"
+                   if name in cpu_per_request else "—") + " |"
+                for name, runs in policy_runs.items()),
+              "", f"Their cost: {(1 - rps['policy and audit'] / rps['neither']):.1%} of "
+              f"throughput; admission and the policy alone: "
+              f"{(1 - rps['policy, no audit'] / rps['neither']):.1%}. (The variants exist "
+              "only in `bench/apps.py`; the gateway itself cannot run without them.)", ""]
 
     lines += ["## 5. Data-set size", ""]
     if quick:

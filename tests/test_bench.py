@@ -33,6 +33,9 @@ def test_the_suite_runs_on_tiny_inputs(tmp_path):
                     "## 3. Fan-out", "## 4. Policy and audit on versus off", "## 5. Data-set size",
                     "## 6. Cross-city"):
         assert heading in text
+    # Workload 4 runs the gateway with both extensions, with the policy alone, and with neither.
+    variants = re.findall(r"^\| (policy and audit|policy, no audit|neither) \| \d+ \| ", text, re.M)
+    assert variants == ["policy and audit", "policy, no audit", "neither"]
     # | entities | latency | peak memory | "source n, source n, ..." |
     rows = {int(n): dict((source, int(count)) for source, count in
                          (item.rsplit(" ", 1) for item in cell.split(", ")))

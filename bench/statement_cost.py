@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bench.__main__ import RESULTS
 from connectors import CONNECTORS
 from connectors.base import SourceCall
-from connectors.sql import SQLITE_INLINE_MAX_KEYS, SqlConnector
+from connectors.sql import SQLITE_INLINE_CHUNK_ROWS, SqlConnector
 from core.config import SourceSettings
 from core.records.base import Key
 from demo.department import discover_departments
@@ -159,8 +159,8 @@ def report(rows: list[dict], args, command: str, load_before: tuple, load_after:
         "batches in alternating order, after a warm-up of 20 batches each. Figures: the median "
         "over rounds of the mean per batch (one statement per batch, counted). CPU excludes the "
         "database servers' own processes. SQLite: a file read as in production (pysqlite; "
-        f"batches of at most {SQLITE_INLINE_MAX_KEYS} keys on the event loop when the "
-        "driver is used directly, on the connector's threads otherwise); PostgreSQL through asyncpg, MariaDB through aiomysql, "
+        "batch statements on the event loop when the driver is used directly, their rows "
+        f"read {SQLITE_INLINE_CHUNK_ROWS} at a time, on the connector's threads otherwise); PostgreSQL through asyncpg, MariaDB through aiomysql, "
         "both on 127.0.0.1.",
         "",
         "| engine | connector | keys per batch | batches | CPU µs, SQLAlchemy | CPU µs, direct | CPU saved | wall µs, SQLAlchemy | wall µs, direct |",

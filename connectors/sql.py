@@ -33,14 +33,18 @@ KEYS = sa.bindparam("keys", expanding=True)
 #: whole timeout (5 s by default, then ``SourceTimeout``) to learn that.
 SQLITE_BUSY_TIMEOUT_SECONDS = 0.2
 
-#: A SQLite batch of at most this many keys runs on the event loop itself, on
-#: a connection of its own that never waits for a lock (a locked database sends
-#: the batch to the threads, which wait ``SQLITE_BUSY_TIMEOUT_SECONDS``): a
-#: one-key statement takes about 15 µs of SQLite, its hand-off to a thread and
-#: back about 130 µs of CPU (wake-ups, the GIL), measured on this project's
-#: 2-core machine (``bench/results/statement-cost-*.md``). What it costs: a page
-#: read from a cold disk cache is read with the loop waiting.
-SQLITE_INLINE_MAX_KEYS = 8
+#: A SQLite batch statement runs on the event loop itself, on a connection of
+#: its own that never waits for a lock (a locked database sends the batch to
+#: the threads, which wait ``SQLITE_BUSY_TIMEOUT_SECONDS``), its rows read this
+#: many at a time with the loop let run between them (about 1.5 ms of rows).
+#: A one-key statement takes about 15 µs of SQLite, its hand-off to a thread
+#: and back about 130 µs of CPU (wake-ups, the GIL); a big batch on a thread
+#: hands the GIL over at every row (pysqlite releases it per step), so six
+#: sources read at once on their threads took 56 ms for 500 entities against
+#: 39 ms one after another on the loop (``bench/results/statement-cost-*.md``,
+#: ``bench/results/read-path-*.md``). What it costs: a page read from a cold
+#: disk cache is read with the loop waiting.
+SQLITE_INLINE_CHUNK_ROWS = 1000
 
 
 def read_only_sqlite_url(url: sa.URL) -> sa.URL:
@@ -88,10 +92,11 @@ class SqlConnector(Connector):
     statements sent either way.
 
     Server databases are read through an async engine (asyncpg, aiomysql).
-    A SQLite file is read through a sync engine on the connector's own
-    threads (``WorkerThreads``), one hand-off per statement (aiosqlite takes
-    several), except small batches (``SQLITE_INLINE_MAX_KEYS``), which the
-    event loop runs itself, never waiting for a lock.
+    A SQLite file is read through a sync engine: batch statements on the
+    event loop itself, never waiting for a lock (``SQLITE_INLINE_CHUNK_ROWS``;
+    ``inline`` false sends them to the threads too), other statements and
+    batches that met a lock on the connector's own threads
+    (``WorkerThreads``), one hand-off per statement (aiosqlite takes several).
 
     A SQLite file is opened read-only and never created
     (``read_only_sqlite_url``): a missing file is a ``SourceUnavailable`` at
@@ -132,6 +137,8 @@ class SqlConnector(Connector):
         self._dialect = (self._sync_engine or self.engine.sync_engine).dialect
         #: Whether batch statements run through the driver itself (see the class docstring).
         self.direct = self._dialect.driver in direct.RUNNERS and self._dialect.positional
+        #: Whether a SQLite source's batch statements run on the event loop (above).
+        self.inline = self._threads is not None
         self._errors = (sa_exc.DBAPIError, sa_exc.InterfaceError, OSError,
                         *direct.driver_errors(self._dialect.driver))
         # id(statement) -> (statement, compiled, columns); (id(statement), n) -> rendered
@@ -177,31 +184,51 @@ class SqlConnector(Connector):
             fairy.close()
         return rendered.rows(rows, description)
 
-    def _run_inline(self, statement: sa.Select, keys: Sequence[Any]) -> list[Any] | None:
-        """A small SQLite batch on the event loop's own connection, or ``None``
-        when the database is locked (the caller hands the batch to the threads)."""
+    async def _run_inline(self, statement: sa.Select, keys: Sequence[Any]) -> list[Any] | None:
+        """A SQLite batch on the event loop's own connection, its rows read
+        ``SQLITE_INLINE_CHUNK_ROWS`` at a time with the loop let run between;
+        ``None`` when the database is locked (the caller hands the batch to
+        the threads). A statement that fails closes the connection (the next
+        one opens another)."""
         rendered = self._render(statement, len(keys))
-        if self._inline is None:
+        connection = self._inline
+        if connection is None:
             fairy = self._sync_engine.raw_connection()
             connection = fairy.driver_connection
             fairy.detach()  # the loop's own, closed by ``_close_inline``: never handed to a thread
             connection.execute("PRAGMA busy_timeout = 0")
             self._inline = connection
         try:
-            rows, description = direct.run_pysqlite(
-                self._inline, rendered, rendered.parameters(keys))
+            cursor = connection.execute(rendered.sql, rendered.parameters(keys))
         except sqlite3.OperationalError as exc:
             if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
                 return None
-            self._close_inline()
+            self._close_inline(connection)
             raise
         except BaseException:
-            self._close_inline()
+            self._close_inline(connection)
             raise
-        return rendered.rows(rows, description)
+        try:
+            raw = cursor.fetchmany(SQLITE_INLINE_CHUNK_ROWS)
+            rows = rendered.rows(raw, cursor.description)
+            while len(raw) == SQLITE_INLINE_CHUNK_ROWS:
+                await asyncio.sleep(0)  # other requests run between the chunks
+                raw = cursor.fetchmany(SQLITE_INLINE_CHUNK_ROWS)
+                rows += rendered.rows(raw, cursor.description)
+        except asyncio.CancelledError:  # the request ended or timed out: the connection is fine
+            cursor.close()
+            raise
+        except BaseException:
+            self._close_inline(connection)  # its cursors with it
+            raise
+        cursor.close()
+        return rows
 
-    def _close_inline(self) -> None:
-        inline, self._inline = self._inline, None
+    def _close_inline(self, connection: sqlite3.Connection | None = None) -> None:
+        """Close the loop's connection (``connection``, when it still is)."""
+        inline = self._inline if connection is None else connection
+        if inline is self._inline:
+            self._inline = None
         if inline is not None:
             inline.close()
 
@@ -232,8 +259,8 @@ class SqlConnector(Connector):
                 if keys is not None and self.direct:
                     if self._threads is None:
                         return await self._run_direct_async(statement, keys)
-                    if len(keys) <= SQLITE_INLINE_MAX_KEYS:
-                        rows = self._run_inline(statement, keys)
+                    if self.inline:
+                        rows = await self._run_inline(statement, keys)
                         if rows is not None:
                             return rows
                     return await self._threads.run(self._run_direct, statement, keys)

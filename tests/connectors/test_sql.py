@@ -147,8 +147,8 @@ async def test_check_reads_every_table_of_the_source(database_url):
         await connector.aclose()
 
 
-async def test_a_small_batch_waits_for_a_brief_lock_on_the_threads(tmp_path):
-    """A small batch runs on the event loop's own connection, which never
+async def test_a_batch_waits_for_a_brief_lock_on_the_threads(tmp_path):
+    """A batch runs on the event loop's own connection, which never
     waits for a lock: while another process holds it briefly, the batch goes
     to the threads, which wait (the busy timeout) and read it once released."""
     path = tax_database(tmp_path / "tax.db")
@@ -163,3 +163,62 @@ async def test_a_small_batch_waits_for_a_brief_lock_on_the_threads(tmp_path):
         await connector.aclose()
         holder.close()
     assert before.year == during.year == 2025
+
+
+def tax_database_of(path: Path, years: range) -> Path:
+    """The tax tables at ``path``, with one rating of ``USCC`` per year of ``years``."""
+    tax_database(path)
+    engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(path))
+    try:
+        with engine.begin() as conn:
+            conn.execute(ratings.insert(), [
+                {"NSRSBH": USCC, "PJND": year, "XYJB": "B", "PF": 80, "FBRQ": "2026-04-20"}
+                for year in years if year != 2025])
+    finally:
+        engine.dispose()
+    return path
+
+
+async def test_a_big_batch_is_read_in_chunks_with_the_loop_running_between(tmp_path,
+                                                                           monkeypatch):
+    """Rows beyond ``SQLITE_INLINE_CHUNK_ROWS`` are read after the loop ran
+    other work, and every row is in the answer, in the statement's order."""
+    import asyncio
+
+    import connectors.sql
+    monkeypatch.setattr(connectors.sql, "SQLITE_INLINE_CHUNK_ROWS", 2)
+    connector = tax_source(tax_database_of(tmp_path / "tax.db", range(2019, 2026)))
+    ran_between: list[bool] = []
+    reading = True
+
+    async def other_request() -> None:
+        ran_between.append(reading)
+
+    try:
+        other = asyncio.ensure_future(other_request())
+        (ratings_read,) = await connector.load_tax_ratings([USCC])
+        reading = False
+        await other
+    finally:
+        await connector.aclose()
+    assert [r.year for r in ratings_read] == list(range(2025, 2018, -1))  # newest first
+    assert ran_between == [True]  # the other task ran while the batch was being read
+
+
+async def test_a_cancelled_chunked_read_leaves_the_source_readable(tmp_path, monkeypatch):
+    import asyncio
+
+    import connectors.sql
+    monkeypatch.setattr(connectors.sql, "SQLITE_INLINE_CHUNK_ROWS", 1)
+    connector = tax_source(tax_database_of(tmp_path / "tax.db", range(2023, 2026)))
+    try:
+        reading = asyncio.ensure_future(connector.load_tax_ratings([USCC]))
+        await asyncio.sleep(0)  # the read started and waits between its first chunks
+        assert not reading.done()
+        reading.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        (again,) = await connector.load_tax_ratings([USCC])
+    finally:
+        await connector.aclose()
+    assert [r.year for r in again] == [2025, 2024, 2023]

@@ -222,3 +222,31 @@ async def test_a_cancelled_chunked_read_leaves_the_source_readable(tmp_path, mon
     finally:
         await connector.aclose()
     assert [r.year for r in again] == [2025, 2024, 2023]
+
+
+async def test_a_chunked_read_past_the_source_timeout_times_out_and_leaves_it_readable(
+        tmp_path, monkeypatch):
+    """The read checks the source's timeout between its chunks (it has no
+    timer): a loop held up past it makes the batch a SOURCE_TIMEOUT."""
+    import asyncio
+
+    import connectors.sql
+    from core.errors import SourceTimeout
+    monkeypatch.setattr(connectors.sql, "SQLITE_INLINE_CHUNK_ROWS", 1)
+    connector = tax_source(tax_database_of(tmp_path / "tax.db", range(2023, 2026)),
+                           timeout_seconds=0.01)
+
+    async def hold_up_the_loop() -> None:
+        time.sleep(0.05)  # a blocking call elsewhere: runs while the read waits between chunks
+
+    try:
+        holder = asyncio.ensure_future(hold_up_the_loop())
+        with pytest.raises(SourceTimeout) as timing_out:
+            await connector.load_tax_ratings([USCC])
+        await holder
+        monkeypatch.setattr(connectors.sql, "SQLITE_INLINE_CHUNK_ROWS", 1000)  # one chunk
+        (again,) = await connector.load_tax_ratings([USCC])
+    finally:
+        await connector.aclose()
+    assert timing_out.value.extensions["code"] == "SOURCE_TIMEOUT"
+    assert [r.year for r in again] == [2025, 2024, 2023]

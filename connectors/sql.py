@@ -6,6 +6,7 @@ import asyncio
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -17,6 +18,7 @@ from sqlalchemy.util import greenlet_spawn
 
 from connectors import direct
 from connectors.base import Connector, log
+from connectors.sqlite_file import OpenedFile, discard_when_changed
 from core.errors import SourceTimeout, SourceUnavailable
 from core.config import SourceSettings
 from core.threads import WorkerThreads
@@ -48,6 +50,11 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 0.2
 #: ``bench/results/read-path-*.md``). What it costs: a page read from a cold
 #: disk cache is read with the loop waiting.
 SQLITE_INLINE_CHUNK_ROWS = 1000
+
+#: How often the event loop's connection checks that the source's path still
+#: names the file it opened (``connectors.sqlite_file``): a file replaced or
+#: removed is read again from its path within this many seconds.
+SQLITE_FILE_CHECK_SECONDS = 1.0
 
 
 def read_only_sqlite_url(url: sa.URL) -> sa.URL:
@@ -104,7 +111,11 @@ class SqlConnector(Connector):
     A SQLite file is opened read-only and never created
     (``read_only_sqlite_url``): a missing file is a ``SourceUnavailable`` at
     call time, as is a database locked by another process for longer than
-    ``SQLITE_BUSY_TIMEOUT_SECONDS``.
+    ``SQLITE_BUSY_TIMEOUT_SECONDS``. A file replaced (a new one renamed over
+    it) or removed while the gateway runs is noticed
+    (``connectors.sqlite_file``): the pool's connections at their checkout,
+    the event loop's within ``SQLITE_FILE_CHECK_SECONDS``; the source then
+    reads what its path names now, or is unavailable.
 
     ``check`` reads one row of each of ``check_tables``: by default every
     table of the ``metadata`` (a ``sa.MetaData``) of the module defining the
@@ -125,12 +136,15 @@ class SqlConnector(Connector):
         self._sync_engine: sa.Engine | None = None
         self._threads: WorkerThreads | None = None
         self._inline: sqlite3.Connection | None = None  # the event loop's own, off the pool
+        self._inline_file: OpenedFile | None = None  # the file it opened
+        self._inline_checked = 0.0  # when (time.monotonic) that file was last checked
         if engine is None and url.get_backend_name() == "sqlite":
             # "database is locked" after the busy timeout is a DBAPIError: SourceUnavailable.
             busy = {} if "timeout" in url.query else {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
             self._sync_engine = sa.create_engine(
                 read_only_sqlite_url(url), connect_args={"check_same_thread": False, **busy},
                 **pool)
+            discard_when_changed(self._sync_engine)
             self._threads = WorkerThreads(settings.pool_size, f"source-{settings.id}")
         elif engine is None:
             self.engine = create_async_engine(url, **pool)
@@ -197,12 +211,23 @@ class SqlConnector(Connector):
         one opens another)."""
         rendered = self._render(statement, len(keys))
         connection = self._inline
+        if connection is not None and self._inline_file is not None:
+            now = time.monotonic()
+            if now >= self._inline_checked + SQLITE_FILE_CHECK_SECONDS:
+                self._inline_checked = now
+                if self._inline_file.changed():
+                    log.warning("source %s: its file was replaced or removed; opening it again",
+                                self.id)
+                    self._close_inline(connection)
+                    connection = None
         if connection is None:
             fairy = self._sync_engine.raw_connection()
             connection = fairy.driver_connection
             fairy.detach()  # the loop's own, closed by ``_close_inline``: never handed to a thread
             connection.execute("PRAGMA busy_timeout = 0")
             self._inline = connection
+            self._inline_file = OpenedFile.of(connection)
+            self._inline_checked = time.monotonic()
         try:
             cursor = connection.execute(rendered.sql, rendered.parameters(keys))
         except sqlite3.OperationalError as exc:

@@ -250,3 +250,36 @@ async def test_a_chunked_read_past_the_source_timeout_times_out_and_leaves_it_re
         await connector.aclose()
     assert timing_out.value.extensions["code"] == "SOURCE_TIMEOUT"
     assert [r.year for r in again] == [2025, 2024, 2023]
+
+
+def tax_database_rated(path: Path, grade: str) -> Path:
+    """A tax database at ``path`` whose one rating of ``USCC`` has ``grade``."""
+    tax_database(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"UPDATE {ratings.name} SET XYJB = ?", (grade,))
+    return path
+
+
+async def test_a_sqlite_file_replaced_or_removed_is_read_again_from_its_path(
+        tmp_path, monkeypatch):
+    """A department publishing a new file by renaming it over the old one is
+    read from the new file; one taking its file away makes the source
+    unavailable, on the event loop's connection and on the pool's alike."""
+    import connectors.sql
+    monkeypatch.setattr(connectors.sql, "SQLITE_FILE_CHECK_SECONDS", 0.0)
+    path = tax_database_rated(tmp_path / "tax.db", "A")
+    connector = tax_source(path)
+    try:
+        ((before,),) = await connector.load_tax_ratings([USCC])  # the loop's connection
+        await connector.check()  # a pool connection, on the threads
+        tax_database_rated(tmp_path / "new.db", "B").replace(path)
+        ((after,),) = await connector.load_tax_ratings([USCC])
+        await connector.check()
+        path.unlink()
+        with pytest.raises(SourceUnavailable):
+            await connector.load_tax_ratings([USCC])
+        with pytest.raises(SourceUnavailable):
+            await connector.check()
+    finally:
+        await connector.aclose()
+    assert (before.grade.name, after.grade.name) == ("A", "B")

@@ -39,9 +39,8 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 0.2
 #: its own that never waits for a lock (a locked database sends the batch to
 #: the threads, which wait ``SQLITE_BUSY_TIMEOUT_SECONDS``), its rows read this
 #: many at a time with the loop let run between them (about 1.5 ms of rows),
-#: with no timer: the source's timeout is checked between the chunks (an
-#: ``asyncio.timeout`` per statement cost about 9% of the event loop's CPU for
-#: one entity's record at concurrency 32, measured under uvloop).
+#: with no timer: only those pauses can be interrupted, so the source's timeout
+#: is checked there.
 #: A one-key statement takes about 15 µs of SQLite, its hand-off to a thread
 #: and back about 130 µs of CPU (wake-ups, the GIL); a big batch on a thread
 #: hands the GIL over at every row (pysqlite releases it per step), so six

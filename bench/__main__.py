@@ -36,7 +36,7 @@ import httpx2
 from bench.apps import (GATEWAY_FACTORY, WITHOUT_AUDIT, WITHOUT_POLICY_AND_AUDIT,
                         bench_environment,
                         bench_settings)
-from bench.load import run_load
+from bench.load import cpu_seconds, run_load
 from bench.workload import CLIENT, MANY, ONE
 from demo.generate import create_demo_data
 from demo.issuer import ensure_signing_key, issue_token
@@ -91,14 +91,12 @@ class Server:
             self.process.kill()
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user and system, every thread) process ``pid`` has used, or
-    ``None`` where ``/proc`` does not tell."""
+def _cpu_seconds(pid: int) -> float | None:
+    """``bench.load.cpu_seconds``, or ``None`` where ``/proc`` does not tell."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return cpu_seconds(pid)
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def headers_for(settings: Settings) -> dict[str, str]:
@@ -386,9 +384,9 @@ def main(argv: list[str] | None = None) -> int:
             warm(f"{server.url}/graphql", bodies[0], headers)
         for _ in range(rounds):
             for name, server in servers.items():
-                before = cpu_seconds(server.process.pid)
+                before = _cpu_seconds(server.process.pid)
                 run = run_load(f"{server.url}/graphql", bodies, headers, 32, seconds)
-                after = cpu_seconds(server.process.pid)
+                after = _cpu_seconds(server.process.pid)
                 policy_runs.setdefault(name, []).append(run)
                 if before is not None and after is not None:
                     cpu_per_request.setdefault(name, []).append(

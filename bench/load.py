@@ -2,13 +2,16 @@
 
 ``run_load(url, bodies, headers, connections, seconds)`` drives POST
 requests cycling through ``bodies`` from a separate process and returns
-requests/s and the p50/p99 latency in milliseconds.
+requests/s and the p50/p99 latency in milliseconds; ``cpu_seconds(pid)``
+the CPU time a server process (and its workers) has used, read before and
+after a run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import statistics
@@ -100,6 +103,16 @@ def run_load(url: str, bodies: list[str], headers: dict[str, str], connections: 
                          capture_output=True, text=True, check=True).stdout
     result = json.loads(out)
     return LoadResult(result["rps"], result["p50"], result["p99"], "python closed loop")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by process ``pid`` (its threads) and its children (workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    ticks = 0
+    for process in (pid, *map(int, children)):
+        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

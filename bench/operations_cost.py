@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from bench.load import cpu_seconds
 from gateway.server import FACTORY, create_app_from_env
 
 REDIS = "127.0.0.1:6379"
@@ -123,16 +124,6 @@ def warm_up(server, bodies: list[str], headers: dict[str, str], seconds: float) 
 
     warm(f"{server.url}/graphql", bodies[0], headers)
     run_load(f"{server.url}/graphql", bodies, headers, 8, seconds)
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time used so far by process ``pid`` (its threads) and its children (workers)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    ticks = 0
-    for process in (pid, *map(int, children)):
-        fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 Run = collections.namedtuple("Run", "rps p50_ms p99_ms cpu_ms")

@@ -4,6 +4,7 @@ reads the source's own tables."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -14,8 +15,9 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
+import connectors.sql
 from connectors.tax import TaxConnector, metadata, ratings
-from core.errors import SourceUnavailable
+from core.errors import SourceTimeout, SourceUnavailable
 from core.config import SourceSettings
 from tests.connectors.legacy_db import connector_over
 
@@ -183,9 +185,6 @@ async def test_a_big_batch_is_read_in_chunks_with_the_loop_running_between(tmp_p
                                                                            monkeypatch):
     """Rows beyond ``SQLITE_INLINE_CHUNK_ROWS`` are read after the loop ran
     other work, and every row is in the answer, in the statement's order."""
-    import asyncio
-
-    import connectors.sql
     monkeypatch.setattr(connectors.sql, "SQLITE_INLINE_CHUNK_ROWS", 2)
     connector = tax_source(tax_database_of(tmp_path / "tax.db", range(2019, 2026)))
     ran_between: list[bool] = []
@@ -206,9 +205,6 @@ async def test_a_big_batch_is_read_in_chunks_with_the_loop_running_between(tmp_p
 
 
 async def test_a_cancelled_chunked_read_leaves_the_source_readable(tmp_path, monkeypatch):
-    import asyncio
-
-    import connectors.sql
     monkeypatch.setattr(connectors.sql, "SQLITE_INLINE_CHUNK_ROWS", 1)
     connector = tax_source(tax_database_of(tmp_path / "tax.db", range(2023, 2026)))
     try:
@@ -228,10 +224,6 @@ async def test_a_chunked_read_past_the_source_timeout_times_out_and_leaves_it_re
         tmp_path, monkeypatch):
     """The read checks the source's timeout between its chunks (it has no
     timer): a loop held up past it makes the batch a SOURCE_TIMEOUT."""
-    import asyncio
-
-    import connectors.sql
-    from core.errors import SourceTimeout
     monkeypatch.setattr(connectors.sql, "SQLITE_INLINE_CHUNK_ROWS", 1)
     connector = tax_source(tax_database_of(tmp_path / "tax.db", range(2023, 2026)),
                            timeout_seconds=0.01)
@@ -265,7 +257,6 @@ async def test_a_sqlite_file_replaced_or_removed_is_read_again_from_its_path(
     """A department publishing a new file by renaming it over the old one is
     read from the new file; one taking its file away makes the source
     unavailable, on the event loop's connection and on the pool's alike."""
-    import connectors.sql
     monkeypatch.setattr(connectors.sql, "SQLITE_FILE_CHECK_SECONDS", 0.0)
     path = tax_database_rated(tmp_path / "tax.db", "A")
     connector = tax_source(path)
